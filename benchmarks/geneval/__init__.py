@@ -1,0 +1,2 @@
+"""GenEval (djghosh13/geneval): object-focused text-to-image evaluation. See PROTOCOLS in docs/."""
+from benchmarks.geneval.benchmark import GenEval  # noqa: F401  (registers the benchmark)

@@ -1,0 +1,136 @@
+"""GenEval as a harness benchmark: requests in the official layout, official rules, official mean.
+
+Images go to ``RUN/images/<NNNNN>/samples/<KKKK>.png`` with ``RUN/images/<NNNNN>/metadata.jsonl``,
+the layout the official ``evaluate_images.py`` reads, and ``RUN/results.jsonl`` is written in the
+official format so ``summary_scores.py`` can re-read it unchanged.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from benchmarks.geneval import aggregate, results_io
+from benchmarks.geneval.data import COLORS, load_class_names, load_metadata
+from benchmarks.geneval.rules import GenEvalOptions, score_image
+from harness.benchmark import Benchmark
+from harness.fileio import atomic_write_text
+from harness.hashing import hash_file, hash_value
+from harness.images import load_image
+from harness.models.base import ImageRequest
+from harness.registry import register
+from harness.schema import SampleRecord
+from harness.seeds import sample_seed
+
+BENCHMARK_NAME = "geneval"
+
+
+def load_prompt_set(prompts: str, per_tag: int, prompt_seed: int) -> list[dict]:
+    """``official`` (the packaged 553 prompts), ``shapes`` (the shapes world), or a metadata path."""
+    if prompts == "official":
+        return load_metadata()
+    if prompts == "shapes":
+        from harness.shapes.prompts import geneval_prompts
+
+        return geneval_prompts(per_tag=per_tag, seed=prompt_seed)
+    return load_metadata(prompts)
+
+
+@register("benchmark", BENCHMARK_NAME)
+class GenEval(Benchmark):
+    """GenEval (djghosh13/geneval): 553 prompts x 4 images, detector + CLIP colour rules.
+
+    Args:
+        prompts: ``"official"``, ``"shapes"`` or the path of an ``evaluation_metadata.jsonl``.
+        images_per_prompt: 4 in the official protocol.
+        per_tag, prompt_seed: size and seed of the shapes-world prompt set (ignored otherwise).
+        options: the official ``--options`` (threshold, counting_threshold, max_objects,
+            max_overlap, position_threshold, bgcolor, crop, clip_model).
+        class_names_file: detector class order (default: the 80 COCO names GenEval ships).
+    """
+
+    judge_roles = {"detector": "detector", "color_classifier": "color_classifier"}
+    version = "1"
+
+    def __init__(self, prompts: str = "official", images_per_prompt: int = 4, per_tag: int = 10,
+                 prompt_seed: int = 0, options: Mapping[str, Any] | None = None,
+                 class_names_file: str | None = None):
+        self.prompt_set = prompts
+        self.metadata = load_prompt_set(prompts, per_tag, prompt_seed)
+        self.images_per_prompt = int(images_per_prompt)
+        self.options = GenEvalOptions(**dict(options or {}))
+        self.class_names_file = class_names_file
+        self.class_order = load_class_names(class_names_file) if prompts != "shapes" else None
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "prompt_set": self.prompt_set if self.prompt_set in ("official", "shapes") else "custom",
+            "metadata_hash": hash_value(self.metadata),
+            "prompts": len(self.metadata),
+            "images_per_prompt": self.images_per_prompt,
+            "image_format": "png",
+            "prompt_rewriting": "none (verbatim prompts)",
+            "options": self.options.to_dict(),
+            "aggregation": "overall = unweighted mean of per-tag image accuracies",
+            "class_names_hash": hash_file(self.class_names_file) if self.class_names_file else "packaged",
+        }
+
+    def requests(self, run_seed: int, limit: int | None = None) -> list[ImageRequest]:
+        requests = []
+        for index, metadata in enumerate(self.metadata[:limit]):
+            for k in range(self.images_per_prompt):
+                sample_id = f"{index:05d}/{k:04d}"
+                requests.append(ImageRequest(
+                    sample_id=sample_id, prompt=metadata["prompt"],
+                    seed=sample_seed(run_seed, BENCHMARK_NAME, sample_id),
+                    extra={"item_id": f"{index:05d}", "group": metadata["tag"], "metadata": metadata}))
+        return requests
+
+    def output_path(self, request: ImageRequest) -> str:
+        prompt_folder, image = request.sample_id.split("/")
+        return f"images/{prompt_folder}/samples/{image}.png"
+
+    def prepare(self, run_dir: Path, requests: Sequence[ImageRequest]) -> None:
+        for request in requests[::self.images_per_prompt]:
+            folder = Path(run_dir) / "images" / request.extra["item_id"]
+            folder.mkdir(parents=True, exist_ok=True)
+            # one JSON object: the official reader parses the whole file as a single value
+            atomic_write_text(folder / "metadata.jsonl", json.dumps(request.extra["metadata"]) + "\n")
+
+    def judge_item(self, request: ImageRequest) -> Any:
+        return request.extra["metadata"]
+
+    def score(self, requests: Sequence[ImageRequest], output_paths: Sequence[Path],
+              judges: Mapping[str, Any]) -> list[SampleRecord]:
+        images = [load_image(path) for path in output_paths]
+        detections = judges["detector"].detect(images, [request.sample_id for request in requests])
+        classifier = judges["color_classifier"]
+        records = []
+        for request, path, image, found in zip(requests, output_paths, images, detections, strict=True):
+            def color_of(objects, class_name, image=image):
+                return classifier.classify(image, objects, class_name, COLORS)
+
+            row = score_image(self.output_path(request), request.extra["metadata"], found, color_of,
+                              self.options, class_order=self.class_order)
+            records.append(SampleRecord(
+                sample_id=request.sample_id, item_id=request.extra["item_id"], group=row["tag"],
+                seed=request.seed, output_path=self.output_path(request), output_hash=hash_file(path),
+                score=1.0 if row["correct"] else 0.0, correct=bool(row["correct"]),
+                rationale=row["reason"], verdict=row))
+        return records
+
+    def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
+        rows = [record.verdict for record in records if not record.judge_failed]
+        counts = {"samples": len(records), "scored": len(rows),
+                  "judge_failed": sum(record.judge_failed for record in records)}
+        if not rows:
+            return {"overall": None, "tasks": {}}, {**counts, "images": 0, "prompts": 0}
+        summary = aggregate.summarize(rows)
+        scores = {"overall": summary["overall"], "tasks": summary["tasks"],
+                  "correct_images": summary["correct_images"], "correct_prompts": summary["correct_prompts"]}
+        return scores, {**counts, "images": summary["images"], "prompts": summary["prompts"]}
+
+    def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:
+        results_io.write_results([r.verdict for r in records if not r.judge_failed], Path(run_dir) / "results.jsonl")
+        return ["results.jsonl"]

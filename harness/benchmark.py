@@ -1,0 +1,56 @@
+"""The benchmark interface: what to ask the model, how to score one output, how to aggregate.
+
+A benchmark is a small package under ``benchmarks/`` that subclasses :class:`Benchmark` and
+registers itself (``@register("benchmark", "geneval")``). The runner does the rest (caching,
+resuming, sharding, failure accounting) and never branches on benchmark names.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from harness.models.base import ImageRequest
+from harness.schema import SampleRecord
+
+
+class Benchmark:
+    #: the model capability the benchmark exercises ("text_to_image", "edit", "answer")
+    capability: ClassVar[str] = "text_to_image"
+    #: judge role -> plugin kind the run spec must provide for it
+    judge_roles: ClassVar[Mapping[str, str]] = {}
+    #: bump when scoring changes in a way that changes numbers (part of judgement cache keys)
+    version: ClassVar[str] = "1"
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """Benchmark parameters that change a number (data hashes, outputs per item, options)."""
+        raise NotImplementedError
+
+    def requests(self, run_seed: int, limit: int | None = None) -> list[ImageRequest]:
+        """Every sample to generate, each with its own seed; ``limit`` keeps the first N items."""
+        raise NotImplementedError
+
+    def output_path(self, request: ImageRequest) -> str:
+        """Where the output of ``request`` goes, relative to the run folder."""
+        raise NotImplementedError
+
+    def prepare(self, run_dir: Path, requests: Sequence[ImageRequest]) -> None:
+        """Write whatever the official layout needs besides the outputs (called on rank 0)."""
+
+    def judge_item(self, request: ImageRequest) -> Any:
+        """The part of the item the judges look at (part of the judgement cache key)."""
+        return request.prompt
+
+    def score(self, requests: Sequence[ImageRequest], output_paths: Sequence[Path],
+              judges: Mapping[str, Any]) -> list[SampleRecord]:
+        """Score a batch of outputs. Raise to mark the batch failed; the runner then retries the
+        samples one by one so that one bad output cannot take its neighbours down with it."""
+        raise NotImplementedError
+
+    def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
+        """(scores, counts) from the scored records; judge failures are excluded from scores."""
+        raise NotImplementedError
+
+    def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:
+        """Write the official result file(s); return their paths relative to ``run_dir``."""
+        return []

@@ -1,0 +1,178 @@
+"""The ``harness`` command line.
+
+    harness demo                       GenEval on the shapes world with a tiny Janus, plus a report
+    harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
+    harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
+    harness report RUN [RUN ...]       Markdown + HTML report of finished runs
+    harness plugins                    list registered plugins
+    harness tiny-janus DIR             build a tiny random Janus checkpoint (for trying things out)
+
+Errors in user input print one line naming the file (and line) and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from harness.errors import HarnessError
+from harness.registry import UnknownPluginError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except (HarnessError, UnknownPluginError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished work is cached, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="GenEval on the shapes world with a tiny Janus, offline")
+    demo.add_argument("--out", default="harness-demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--per-tag", type=int, default=8, help="shapes prompts per GenEval tag")
+    demo.add_argument("--images-per-prompt", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("eval", help="run or resume a run spec (YAML)")
+    run.add_argument("spec", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec field, e.g. --set model.params.cfg_weight=3")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(handler=_eval)
+
+    rescore = commands.add_parser("rescore", help="official numbers from official result files")
+    targets = rescore.add_subparsers(title="benchmarks", metavar="BENCHMARK")
+    geneval = targets.add_parser("geneval", help="results.jsonl, or a detections file with --from-detections")
+    geneval.add_argument("path", type=Path)
+    geneval.add_argument("--from-detections", action="store_true",
+                         help="PATH is a detections file (one JSON line per image); apply the rules")
+    geneval.add_argument("--metadata", type=Path, help="evaluation_metadata.jsonl (default: packaged)")
+    geneval.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                         help="official evaluator options, e.g. threshold=0.3")
+    geneval.add_argument("--write-results", type=Path, help="also write the scored results.jsonl here")
+    geneval.set_defaults(handler=_rescore_geneval)
+
+    report = commands.add_parser("report", help="Markdown + HTML report of finished runs")
+    report.add_argument("runs", nargs="+", type=Path)
+    report.add_argument("--out", type=Path, help="folder for report.md / report.html (default: first run)")
+    report.set_defaults(handler=_report)
+
+    plugins = commands.add_parser("plugins", help="list registered plugins")
+    plugins.set_defaults(handler=_plugins)
+
+    tiny = commands.add_parser("tiny-janus", help="build a tiny randomly initialised Janus checkpoint")
+    tiny.add_argument("path", type=Path)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(handler=_tiny_janus)
+    return parser
+
+
+def _parse_overrides(items: Sequence[str]) -> dict:
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise HarnessError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)  # numbers, booleans and lists parse as such
+    return overrides
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from harness.runner import evaluate
+    from harness.spec import RunSpec
+
+    spec = RunSpec.load(args.spec)
+    if args.set:
+        spec = spec.with_overrides(_parse_overrides(args.set))
+    outcome = evaluate(spec, args.out, show_progress=not args.no_progress)
+    if outcome.summary is not None:
+        print(json.dumps({"run": str(args.out), "scores": outcome.summary.scores,
+                          "counts": outcome.summary.counts}))
+    return 0
+
+
+def _rescore_geneval(args: argparse.Namespace) -> int:
+    from benchmarks.geneval import aggregate, results_io
+    from benchmarks.geneval.rescore import rescore_detections, rescore_results
+    from benchmarks.geneval.rules import GenEvalOptions
+
+    if args.from_detections:
+        options = GenEvalOptions.from_options(_key_values(args.options))
+        rows, summary = rescore_detections(args.path, metadata_path=args.metadata, options=options)
+        if args.write_results:
+            results_io.write_results(rows, args.write_results)
+    else:
+        if args.options or args.metadata:
+            raise HarnessError("--options and --metadata apply only with --from-detections")
+        summary = rescore_results(args.path)
+    print(aggregate.format_summary(summary))
+    print(json.dumps({"overall": summary["overall"], "tasks": summary["tasks"],
+                      "images": summary["images"], "prompts": summary["prompts"]}))
+    return 0
+
+
+def _key_values(items: Sequence[str]) -> dict[str, str]:
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise HarnessError(f"--options expects KEY=VALUE, got {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from reports.run_report import write_report
+
+    out = args.out or args.runs[0]
+    paths = write_report(args.runs, out)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from harness import registry
+
+    for kind in registry.KINDS:
+        found = registry.names(kind)
+        if found:
+            print(f"{kind:17} {', '.join(found)}")
+    return 0
+
+
+def _tiny_janus(args: argparse.Namespace) -> int:
+    from harness.models.tiny_janus import build_tiny_janus
+
+    print(build_tiny_janus(args.path, seed=args.seed))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from harness.demo import run_demo
+
+    report = run_demo(Path(args.out), per_tag=args.per_tag, images_per_prompt=args.images_per_prompt,
+                      seed=args.seed, show_progress=not args.no_progress)
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

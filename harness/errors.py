@@ -1,0 +1,19 @@
+"""Errors that name the file and line at fault, so a bad input is easy to find and fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """An error the CLI reports as a one-line message (no traceback) and exit status 2."""
+
+
+class InputError(HarnessError):
+    """Bad user input: a malformed line, a corrupt image, a missing field."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        self.path, self.line, self.detail = path, line, message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")

@@ -1,0 +1,63 @@
+"""Judge interfaces: what a benchmark asks of a scorer, independent of how it is implemented.
+
+GenEval needs two kinds of judge: an object detector (boxes, scores, masks per class) and a colour
+classifier (which of a fixed list of colours an object crop shows). Each is a plugin registered
+under the kind ``"detector"`` or ``"color_classifier"``; the run spec names the one to use.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Detection:
+    """One detected object.
+
+    ``box`` is ``[x1, y1, x2, y2]`` in pixels (y grows downwards). ``mask`` is an optional boolean
+    array of the image's shape (H, W). ``color`` is set only by judges that already know the colour
+    (a precomputed-detections file, the shapes-world detector); otherwise a colour classifier is
+    asked, and only for the objects a rule looks at.
+    """
+
+    label: str
+    score: float
+    box: list[float]
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    color: str | None = None
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "score": float(self.score),
+                "box": [float(v) for v in self.box], "color": self.color}
+
+
+@runtime_checkable
+class ObjectDetector(Protocol):
+    """Finds objects of a closed vocabulary in an image."""
+
+    #: identifies the judge and its weights in cache keys and protocol cards
+    judge_id: str
+
+    def detect(self, images: Sequence[Image.Image],
+               sample_ids: Sequence[str] | None = None) -> list[list[Detection]]:
+        """Return, for each image, every detection (any score; rules apply thresholds).
+
+        ``sample_ids`` (for GenEval ``"NNNNN/KKKK"``: prompt index / image index) lets judges that
+        look results up rather than compute them (a precomputed-detections file) find the image.
+        """
+        ...
+
+
+@runtime_checkable
+class ColorClassifier(Protocol):
+    """Names the colour of one object, given the image and the object's box and mask."""
+
+    judge_id: str
+
+    def classify(self, image: Image.Image, objects: Sequence[Detection], class_name: str,
+                 colors: Sequence[str]) -> list[str]:
+        """Return one colour name from ``colors`` per object."""
+        ...

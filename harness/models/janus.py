@@ -1,0 +1,355 @@
+"""Janus-Pro text-to-image adapter (transformers port, deepseek sampling protocol).
+
+The protocol follows the deepseek reference (docs/JANUS.md section 2): the prompt
+``"<|User|>: {prompt}\\n\\n<|Assistant|>:<begin_of_image>"`` with BOS prepended; per image one
+conditional row and one unconditional row (only BOS and BOI kept, the rest replaced by pad), rows
+interleaved; ``l = l_uncond + w * (l_cond - l_uncond)``; ``p = softmax(l / T)`` sampled over the full
+image vocabulary; decode and ``clip((x + 1) / 2 * 255)`` truncated to uint8.
+
+We run our own sampling loop instead of ``model.generate(generation_mode="image")`` because
+``generate`` draws from the global RNG (a sample would depend on its batch), cannot do ``w = 1``, and
+silently adds a top-k 50 warper unless told not to. Choices that differ from the reference:
+
+* **Batching.** The reference batches copies of one prompt, so it never pads. We batch different
+  prompts with left padding; the padding positions are masked (and position ids start at 0 at each
+  row's BOS) in both the conditional and the unconditional rows. Inside a row's own span the
+  unconditional row still attends its pads, as in the reference, so each row sees exactly what it
+  would see unbatched.
+* **Seeds.** Each request has its own ``torch.Generator`` (CPU, seeded with ``request.seed``) and only
+  that generator samples its row, so an image does not depend on batch size, composition or order.
+  Sampling happens on the CPU from float32 probabilities, so the same seed maps to the same draw on
+  any device. Images are decoded one at a time for the same reason.
+* **Precision.** The guided logits, softmax and sampling are computed in float32 (the model itself
+  runs in ``dtype``: bf16 on CUDA).
+
+On CPU in float32 the images are bit-identical across batch sizes. On GPU, kernels chosen per batch
+shape can change logits in the last bits, which very rarely changes a sampled token.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+
+from harness.hashing import canonical_json
+from harness.models.base import ImageRequest, ModelAdapter
+from harness.registry import register
+
+ADAPTER_VERSION = "janus-adapter/1"
+#: user turn + empty assistant turn, deepseek template, empty system prompt (Janus-Pro role names)
+PROMPT_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
+UNCOND_POLICY = "bos+boi only, pads attended, no attention mask"
+WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt")
+
+_DIGEST_CACHE: dict[tuple, str] = {}
+
+
+class JanusLoadError(RuntimeError):
+    """The checkpoint cannot be used; the message says why and how to fix it."""
+
+
+@dataclass
+class JanusBatch:
+    """Prompt rows for one chunk of requests.
+
+    With guidance the rows are interleaved: row 2i is request i's conditional row, row 2i+1 its
+    unconditional row. Without guidance (``cfg_weight == 1``) there is one row per request.
+    """
+
+    input_ids: torch.Tensor  # (rows, length), left padded
+    attention_mask: torch.Tensor  # (rows, length); 0 only on left padding
+    position_ids: torch.Tensor  # (rows, length); 0 at each row's BOS
+    rows_per_request: int
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding the checkpoint
+
+
+def _read_config(config_file: Path, name: str) -> dict:
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") == "multi_modality":
+        raise JanusLoadError(
+            f"{name} is an original DeepSeek Janus checkpoint (model_type 'multi_modality'), which needs "
+            "the deepseek-ai/Janus package and trust_remote_code. This adapter uses the transformers port: "
+            "pass the converted copy instead, e.g. 'deepseek-community/Janus-Pro-7B' or "
+            "'deepseek-community/Janus-Pro-1B' (same weights). Janus-4o has no converted copy; convert it "
+            "with transformers' convert_janus_weights_to_hf.py and pass the output folder."
+        )
+    if config.get("model_type") != "janus":
+        raise JanusLoadError(f"{name} has model_type {config.get('model_type')!r}, expected 'janus'.")
+    return config
+
+
+def _not_found_message(name: str, revision: str | None, exc: Exception) -> str:
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    rev = f" (revision {revision})" if revision else ""
+    # The original deepseek-ai repos cannot be used; point the download at the converted copy.
+    suggested = name
+    if name.startswith("deepseek-ai/Janus-Pro"):
+        suggested = name.replace("deepseek-ai/", "deepseek-community/", 1)
+    if isinstance(exc, (RepositoryNotFoundError, GatedRepoError)) and not constants.is_offline_mode():
+        why = f"the hub says the repository does not exist or needs authentication ({type(exc).__name__})."
+    else:
+        offline = "HF_HUB_OFFLINE is set" if constants.is_offline_mode() else "the hub is unreachable"
+        why = (f"it is not a local folder, it is not in the local Hugging Face cache "
+               f"({constants.HF_HUB_CACHE}), and {offline}.")
+    message = (
+        f"Janus checkpoint {name!r}{rev} could not be found locally: {why}\n"
+        f"Fix: on a machine with network access run\n"
+        f"    hf download {suggested} --local-dir /models/{suggested.split('/')[-1]}\n"
+        f"(older huggingface_hub: `huggingface-cli download {suggested} --local-dir ...`), copy the folder "
+        f"here and pass its path as `path`; or allow hub access (unset HF_HUB_OFFLINE).\n"
+        f"Underlying error: {type(exc).__name__}: {exc}"
+    )
+    if name.startswith(("deepseek-ai/", "FreedomIntelligence/")):
+        message += ("\nNote: deepseek-ai/* and Janus-4o checkpoints are original 'multi_modality' "
+                    "checkpoints; this adapter needs the converted ones, e.g. deepseek-community/Janus-Pro-7B.")
+    return message
+
+
+def resolve_checkpoint(path: str | os.PathLike, revision: str | None = None) -> Path:
+    """Return a local folder holding the checkpoint: ``path`` itself, or its hub snapshot.
+
+    Hub ids are fetched through the normal Hugging Face cache (so offline use works once cached);
+    ``config.json`` is read first so that a wrong checkpoint kind fails before a 15 GB download.
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise JanusLoadError(f"{folder} has no config.json; it is not a transformers checkpoint folder.")
+        _read_config(folder / "config.json", str(folder))
+        return folder
+    name = str(path)
+    if name.startswith(("/", ".", "~")) or name.count("/") != 1:
+        raise JanusLoadError(f"Janus checkpoint folder {name!r} does not exist (and it is not a hub id "
+                             "like 'deepseek-community/Janus-Pro-7B').")
+    try:
+        config_file = hf_hub_download(name, "config.json", revision=revision)
+        _read_config(Path(config_file), name)
+        return Path(snapshot_download(name, revision=revision, allow_patterns=list(WEIGHT_PATTERNS)))
+    except JanusLoadError:
+        raise
+    except Exception as exc:  # offline, unreachable, unknown repo: all need the same advice
+        raise JanusLoadError(_not_found_message(name, revision, exc)) from exc
+
+
+def checkpoint_digest(folder: str | os.PathLike) -> str:
+    """sha256 over the safetensors files' bytes, config.json and tokenizer.json (16 hex chars).
+
+    Cached per folder and file (size, mtime), because hashing 15 GB takes a while.
+    """
+    folder = Path(folder).resolve()
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        raise JanusLoadError(f"{folder} holds no *.safetensors files; cannot compute a model digest.")
+    extras = [folder / n for n in ("config.json", "tokenizer.json") if (folder / n).is_file()]
+    key = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in weights + extras))
+    if key not in _DIGEST_CACHE:
+        digest = hashlib.sha256()
+        for file in weights:
+            digest.update(file.name.encode() + b"\0")
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(chunk)
+        config = json.loads((folder / "config.json").read_text())
+        config.pop("transformers_version", None)  # re-saving with another version changes no number
+        digest.update(canonical_json(config).encode())
+        if (folder / "tokenizer.json").is_file():
+            digest.update((folder / "tokenizer.json").read_bytes())
+        _DIGEST_CACHE[key] = digest.hexdigest()[:16]
+    return _DIGEST_CACHE[key]
+
+
+def _pick_device_dtype(device: str, dtype: str | torch.dtype) -> tuple[torch.device, torch.dtype]:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if isinstance(dtype, torch.dtype):
+        return dev, dtype
+    if dtype == "auto":
+        return dev, torch.bfloat16 if dev.type == "cuda" else torch.float32
+    names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+             "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto' or one of {', '.join(names)}")
+    return dev, names[dtype]
+
+
+# ----------------------------------------------------------------------------------------------
+# The adapter
+
+
+@register("model", "janus")
+class JanusAdapter(ModelAdapter):
+    """Janus-Pro (converted ``deepseek-community`` checkpoints, or any ``JanusForConditionalGeneration``).
+
+    ``temperature=0`` is a testing hook: argmax instead of sampling (greedy decoding), used to check
+    the guidance arithmetic against ``model.generate``. It is not part of any published protocol.
+    """
+
+    capabilities = frozenset({"text_to_image"})
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", dtype: str | torch.dtype = "auto",
+                 cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int = 8,
+                 revision: str | None = None, verbose: bool = False) -> None:
+        from transformers import JanusForConditionalGeneration, JanusProcessor
+
+        if cfg_weight < 1:
+            raise ValueError(f"cfg_weight must be >= 1 (1 = no guidance), got {cfg_weight}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy, testing only), got {temperature}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.cfg_weight = float(cfg_weight)
+        self.temperature = float(temperature)
+        self.batch_size = int(batch_size)
+        self.verbose = verbose
+        self.device, self.dtype = _pick_device_dtype(device, dtype)
+        self.folder = resolve_checkpoint(path, revision)
+        self.model = JanusForConditionalGeneration.from_pretrained(self.folder, dtype=self.dtype)
+        self.model.to(self.device).eval()
+        self.processor = JanusProcessor.from_pretrained(self.folder)
+
+        tokenizer = self.processor.tokenizer
+        self.bos_id = self._token_id(tokenizer.bos_token, "BOS")
+        self.pad_id = self._token_id(tokenizer.pad_token, "pad")
+        self.boi_id = self._token_id(tokenizer.boi_token, "begin-of-image")
+        self.image_tokens = int(self.model.config.vision_config.num_image_tokens)
+        self.image_size = int(self.model.config.vision_config.image_size)
+
+    def _token_id(self, token: str | None, what: str) -> int:
+        """Look a special token up in the tokenizer; a missing pad token once broke Janus CFG."""
+        token_id = None if token is None else self.processor.tokenizer.convert_tokens_to_ids(token)
+        if token_id is None or token_id == self.processor.tokenizer.unk_token_id:
+            raise JanusLoadError(f"the tokenizer in {self.folder} defines no {what} token ({token!r}).")
+        return int(token_id)
+
+    @property
+    def model_digest(self) -> str:
+        return checkpoint_digest(self.folder)
+
+    @property
+    def protocol(self) -> dict:
+        return {
+            "adapter_version": ADAPTER_VERSION,
+            "cfg_weight": self.cfg_weight,
+            "cfg_layout": "deepseek-interleaved",
+            "temperature": self.temperature,
+            "top_k": None,  # full image vocabulary, like the deepseek reference
+            "top_p": None,
+            "image_tokens": self.image_tokens,
+            "image_size": self.image_size,
+            "prompt_template": PROMPT_TEMPLATE + self.processor.tokenizer.boi_token,
+            "prompt_strip": True,
+            "uncond": UNCOND_POLICY if self.cfg_weight != 1 else None,
+            "batching": "left padding masked, per-row position ids",
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "sampling": "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)",
+            "decode": "decode_image_tokens, clip((x+1)/2*255) truncated to uint8",
+        }
+
+    # -- prompt rows ---------------------------------------------------------------------------
+
+    @staticmethod
+    def render_prompt(prompt: str) -> str:
+        """The Janus-Pro user/assistant text, without BOS (added by the tokenizer) or BOI."""
+        return PROMPT_TEMPLATE.format(prompt=prompt.strip())
+
+    def build_batch(self, prompts: Sequence[str]) -> JanusBatch:
+        """Tokenise prompts (BOS ... BOI, left padded) and add the unconditional rows if guided."""
+        encoded = self.processor(text=[self.render_prompt(p) for p in prompts], generation_mode="image",
+                                 padding=True, return_tensors="pt")
+        ids, mask = encoded["input_ids"].long(), encoded["attention_mask"].long()
+        length = ids.shape[1]
+        first = length - mask.sum(dim=1)  # index of each row's first real token
+        rows = torch.arange(len(prompts))
+        if not (bool((ids[rows, first] == self.bos_id).all()) and bool((ids[:, -1] == self.boi_id).all())):
+            raise JanusLoadError("the tokenizer must prepend BOS, pad on the left and keep <begin_of_image> "
+                                 f"last; got {ids.tolist()}")
+        if self.cfg_weight == 1:
+            rows_per, input_ids, attention_mask = 1, ids, mask
+        else:
+            # Unconditional row: same length, everything but the row's BOS and final BOI -> pad.
+            uncond = torch.full_like(ids, self.pad_id)
+            uncond[rows, first] = self.bos_id
+            uncond[:, -1] = self.boi_id
+            rows_per = 2
+            input_ids = torch.stack([ids, uncond], dim=1).reshape(2 * len(prompts), length)
+            attention_mask = mask.repeat_interleave(2, dim=0)
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        return JanusBatch(input_ids, attention_mask, position_ids, rows_per)
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def _next_tokens(self, logits: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        """Guidance, temperature and one draw per request from that request's own generator."""
+        logits = logits.float()
+        if self.cfg_weight != 1:
+            cond, uncond = logits[0::2], logits[1::2]
+            logits = uncond + self.cfg_weight * (cond - uncond)
+        if self.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1).cpu()
+        draws = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
+        return torch.cat(draws).to(logits.device)
+
+    @torch.inference_mode()
+    def generate_image_tokens(self, prompts: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
+        """Sample ``(len(prompts), image_tokens)`` image token ids in one batch (KV-cached loop)."""
+        from transformers import DynamicCache
+
+        janus = self.model.model
+        language_model = janus.language_model
+        batch = self.build_batch(prompts)
+        generators = [torch.Generator(device="cpu").manual_seed(int(s) % 2**64) for s in seeds]
+        mask = batch.attention_mask.to(self.device)
+        positions = batch.position_ids.to(self.device)
+        embeds = self.model.get_input_embeddings()(batch.input_ids.to(self.device))
+        cache = DynamicCache(config=language_model.config)
+        tokens = torch.zeros(len(prompts), self.image_tokens, dtype=torch.long, device=self.device)
+
+        steps: Any = range(self.image_tokens)
+        if self.verbose:
+            from tqdm import tqdm
+            steps = tqdm(steps, desc=f"janus x{len(prompts)}", unit="tok")
+        for step in steps:
+            out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                 past_key_values=cache, use_cache=True)
+            logits = janus.generation_head(out.last_hidden_state[:, -1, :])
+            tokens[:, step] = self._next_tokens(logits, generators)
+            if step + 1 < self.image_tokens:  # feed the token to both rows of its request
+                fed = tokens[:, step].repeat_interleave(batch.rows_per_request).unsqueeze(1)
+                embeds = janus.generation_aligner(janus.generation_embeddings(fed))
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                positions = positions[:, -1:] + 1
+        return tokens
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
+        """Image tokens -> RGB images, one at a time (so pixels do not depend on the batch)."""
+        images = []
+        for row in tokens:
+            pixels = self.model.decode_image_tokens(row.unsqueeze(0).to(self.device))[0]  # (H, W, 3)
+            pixels = ((pixels.float().cpu() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)  # truncates
+            images.append(Image.fromarray(pixels.numpy()))
+        return images
+
+    def generate_images(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+        images: list[Image.Image] = []
+        with torch.inference_mode():
+            for start in range(0, len(requests), self.batch_size):
+                chunk = requests[start:start + self.batch_size]
+                tokens = self.generate_image_tokens([r.prompt for r in chunk], [r.seed for r in chunk])
+                images.extend(self.decode(tokens))
+        return images

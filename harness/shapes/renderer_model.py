@@ -1,0 +1,88 @@
+"""``shapes-renderer``: a procedural text-to-image "model" for the shapes world.
+
+It reads a GenEval-style shapes prompt ("a photo of a red circle left of a blue star"), builds a
+scene graph that satisfies it and renders it. It is the ceiling a perfect model would reach on the
+shapes-world benchmarks, a sanity check for judges, and a data source for recipes. It sees only the
+prompt text, like any model; a prompt it cannot parse gets an empty background.
+"""
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from harness.hashing import hash_value
+from harness.models.base import ImageRequest, ModelAdapter
+from harness.registry import register
+from harness.shapes.prompts import NUMBER_WORDS
+from harness.shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, render, scene_for_metadata
+
+_COLOR = "|".join(COLORS)
+_SHAPE = "|".join(SHAPES)
+_OBJECT = rf"an? (?:(?P<{{c}}>{_COLOR}) )?(?P<{{s}}>{_SHAPE})"
+_PATTERNS = [
+    re.compile(rf"^a photo of {_OBJECT.format(c='ca', s='a')} (?P<rel>{'|'.join(RELATIONS)}) "
+               rf"{_OBJECT.format(c='cb', s='b')}$"),
+    re.compile(rf"^a photo of {_OBJECT.format(c='ca', s='a')} and {_OBJECT.format(c='cb', s='b')}$"),
+    re.compile(rf"^a photo of (?P<n>{'|'.join(NUMBER_WORDS.values())}) (?P<plural>{'|'.join(PLURALS.values())})$"),
+    re.compile(rf"^a photo of {_OBJECT.format(c='ca', s='a')}$"),
+]
+_NUMBERS = {word: n for n, word in NUMBER_WORDS.items()}
+_SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
+
+
+def _clause(shape: str, color: str | None) -> dict:
+    return {"class": shape, "count": 1, **({"color": color} if color else {})}
+
+
+def metadata_from_prompt(prompt: str) -> dict | None:
+    """The GenEval-style include/exclude clauses a shapes prompt asks for, or None."""
+    text = prompt.strip().lower()
+    for pattern in _PATTERNS:
+        match = pattern.match(text)
+        if not match:
+            continue
+        parts = match.groupdict()
+        if "rel" in parts:  # "A rel B": B is the reference, clause 0, as in GenEval
+            target = {**_clause(parts["a"], parts["ca"]), "position": [parts["rel"], 0]}
+            return {"include": [_clause(parts["b"], parts["cb"]), target]}
+        if "n" in parts:
+            shape, n = _SINGULAR[parts["plural"]], _NUMBERS[parts["n"]]
+            return {"include": [{"class": shape, "count": n}], "exclude": [{"class": shape, "count": n + 1}]}
+        clauses = [_clause(parts["a"], parts["ca"])]
+        if parts.get("b"):
+            clauses.append(_clause(parts["b"], parts["cb"]))
+        return {"include": clauses}
+    return None
+
+
+@register("model", "shapes-renderer")
+class ShapesRenderer(ModelAdapter):
+    """Draws each shapes prompt correctly; randomness (layout, unprompted colours, background)
+    comes from the request's own seed."""
+
+    capabilities = frozenset({"text_to_image"})
+    version = "1"
+
+    def __init__(self, size: int = 64, batch_size: int = 64):
+        self.size = int(size)
+        self.batch_size = int(batch_size)
+
+    @property
+    def model_digest(self) -> str:
+        return hash_value({"model": "shapes-renderer", "version": self.version})
+
+    @property
+    def protocol(self) -> dict:
+        return {"image_size": self.size, "adapter_version": self.version}
+
+    def generate_images(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+        images = []
+        for request in requests:
+            rng = np.random.default_rng(request.seed)
+            metadata = metadata_from_prompt(request.prompt)
+            scene = scene_for_metadata(metadata, rng) if metadata else Scene(objects=())
+            images.append(render(scene, size=self.size))
+        return images
