@@ -100,7 +100,7 @@ def _bar_chart(runs: Sequence[RunView]) -> str:
     ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(groups))], groups, rotation=20)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -1,0 +1,74 @@
+"""The command line: rescore's last-line JSON, clear errors, demo and report end to end."""
+import json
+
+import pytest
+
+from harness.cli import main
+
+
+def _metadata(tag, cls):
+    return json.dumps({"tag": tag, "include": [{"class": cls, "count": 1}], "prompt": f"a photo of a {cls}"})
+
+
+def _row(tag, cls, correct):
+    return {"filename": f"x/{cls}.png", "tag": tag, "prompt": f"a photo of a {cls}", "correct": correct,
+            "reason": "", "metadata": _metadata(tag, cls), "details": "{}"}
+
+
+def test_rescore_results_prints_official_numbers_as_last_line(tmp_path, capsys):
+    rows = [_row("single_object", "cat", True), _row("single_object", "cat", False),
+            _row("single_object", "dog", True), _row("counting", "cow", False), _row("counting", "cow", False)]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r).replace("/", "\\/") + "\n" for r in rows))
+    assert main(["rescore", "geneval", str(path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(out[-1])
+    # by hand: single_object 2/3, counting 0/2; overall = (2/3 + 0) / 2; prompts = cat, dog, cow
+    assert last == {"overall": (2 / 3 + 0.0) / 2, "tasks": {"single_object": 2 / 3, "counting": 0.0},
+                    "images": 5, "prompts": 3}
+    assert "Overall score (avg. over tasks): 0.33333" in out
+
+
+def test_rescore_bad_line_exits_nonzero_naming_file_and_line(tmp_path, capsys):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(_row("single_object", "cat", True)) + "\n{not json\n")
+    assert main(["rescore", "geneval", str(path)]) == 2
+    assert f"{path}:2" in capsys.readouterr().err
+
+
+def test_rescore_from_detections(tmp_path, capsys):
+    # prompt 0 of the official metadata is "a photo of a bench" (single_object)
+    lines = [{"prompt_index": 0, "image": "0000.png",
+              "detections": [{"label": "bench", "score": 0.95, "box": [1, 2, 30, 40], "color": None}]},
+             {"prompt_index": 0, "image": "0001.png",
+              "detections": [{"label": "bench", "score": 0.2, "box": [1, 2, 30, 40], "color": None}]}]
+    path = tmp_path / "detections.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["rescore", "geneval", str(path), "--from-detections"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last == {"overall": 0.5, "tasks": {"single_object": 0.5}, "images": 2, "prompts": 1}
+    lines[1]["detections"][0]["color"] = "magenta"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["rescore", "geneval", str(path), "--from-detections"]) == 2
+    assert f"{path}:2" in capsys.readouterr().err
+
+
+def test_unknown_plugin_in_a_spec_suggests_the_right_name(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("benchmark: {name: geneval, params: {prompts: shapes, per_tag: 1}}\n"
+                    "model: {name: shapes-renderr}\njudges: {detector: shapes, color_classifier: shapes}\n")
+    assert main(["eval", str(spec), "--out", str(tmp_path / "run")]) == 2
+    assert "Did you mean 'shapes-renderer'" in capsys.readouterr().err
+
+
+def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--per-tag", "1", "--images-per-prompt", "2",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
+    assert "shapes-renderer: overall 1.0000" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "<table" in page and page.count("data:image/png;base64") >= 2 * 6 * 2
+    assert "http://" not in page and "https://" not in page  # self-contained
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| tiny-janus | janus |" in markdown and "| shapes-renderer | shapes-renderer | 1.0000 |" in markdown
