@@ -203,8 +203,13 @@ def render(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
 
 # -------------------------------------------------------------------------- GenEval relation rule
 def relations(box_a: Sequence[float], box_b: Sequence[float], margin: float = 0.1) -> set[str]:
-    """GenEval's ``relations(A, B)``: which of left of / right of / above / below A is, seen from B."""
-    return set(_relation_vector_names(relation_vector(box_a, box_b, margin)))
+    """GenEval's ``relations(A, B)``: which of left of / right of / above / below A is, seen from B.
+
+    The benchmark's own rule, so the world and the judge can never disagree on what a relation is.
+    """
+    from benchmarks.geneval.rules import relations as geneval_relations
+
+    return geneval_relations(box_a, box_b, position_threshold=margin)
 
 
 def relation_vector(box_a: Sequence[float], box_b: Sequence[float],
@@ -219,22 +224,6 @@ def relation_vector(box_a: Sequence[float], box_b: Sequence[float],
         return None
     norm = math.hypot(*off)
     return revised[0] / norm, revised[1] / norm
-
-
-def _relation_vector_names(vec: tuple[float, float] | None) -> list[str]:
-    if vec is None:
-        return []
-    dx, dy = vec
-    names = []
-    if dx < -0.5:
-        names.append("left of")
-    if dx > 0.5:
-        names.append("right of")
-    if dy < -0.5:
-        names.append("above")
-    if dy > 0.5:
-        names.append("below")
-    return names
 
 
 def relation_holds_with_margin(box_a: Sequence[float], box_b: Sequence[float], relation: str,
