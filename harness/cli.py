@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set model.params.cfg_weight=3")
+    run.add_argument("--cache", type=Path, help="cache folder shared between runs (default: RUN/cache); "
+                     "runs that differ only in their judges then re-run only the judging")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=_eval)
 
@@ -104,7 +106,7 @@ def _eval(args: argparse.Namespace) -> int:
     spec = RunSpec.load(args.spec)
     if args.set:
         spec = spec.with_overrides(_parse_overrides(args.set))
-    outcome = evaluate(spec, args.out, show_progress=not args.no_progress)
+    outcome = evaluate(spec, args.out, cache_dir=args.cache, show_progress=not args.no_progress)
     if outcome.summary is not None:
         print(json.dumps({"run": str(args.out), "scores": outcome.summary.scores,
                           "counts": outcome.summary.counts}))
@@ -120,6 +122,8 @@ def _rescore_geneval(args: argparse.Namespace) -> int:
         options = GenEvalOptions.from_options(_key_values(args.options))
         rows, summary = rescore_detections(args.path, metadata_path=args.metadata, options=options)
         if args.write_results:
+            if args.write_results.is_dir():
+                raise HarnessError(f"--write-results {args.write_results} is a folder; give a file path")
             results_io.write_results(rows, args.write_results)
     else:
         if args.options or args.metadata:
@@ -161,6 +165,8 @@ def _plugins(args: argparse.Namespace) -> int:
 def _tiny_janus(args: argparse.Namespace) -> int:
     from harness.models.tiny_janus import build_tiny_janus
 
+    if args.path.exists() and not args.path.is_dir():
+        raise HarnessError(f"{args.path} exists and is not a folder")
     print(build_tiny_janus(args.path, seed=args.seed))
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -101,5 +102,13 @@ def names(kind: str) -> list[str]:
 
 
 def build(kind: str, name: str, **params: Any) -> Any:
-    """Instantiate a plugin with its parameters from a spec."""
-    return get(kind, name)(**params)
+    """Instantiate a plugin with its parameters from a spec; wrong parameter names are input errors."""
+    from harness.errors import InputError
+
+    plugin = get(kind, name)
+    try:
+        inspect.signature(plugin).bind(**params)
+    except TypeError as exc:
+        accepted = ", ".join(p for p in inspect.signature(plugin).parameters if p not in ("args", "kwargs"))
+        raise InputError(f"{kind} {name!r}: {exc} (parameters: {accepted or 'none'})") from None
+    return plugin(**params)

@@ -4,12 +4,16 @@ Flow for a run folder ``RUN``::
 
     RUN/spec.yaml                       the run spec (written first)
     RUN/<benchmark layout>              outputs, in the benchmark's official layout
-    RUN/cache/generations.rank*.jsonl   one line per finished output (after the file is on disk)
-    RUN/cache/judgements.rank*.jsonl    one line per scored output
+    CACHE/generations.rank*.jsonl       one line per finished output (after the file is on disk)
+    CACHE/judgements.rank*.jsonl        one line per scored output
+    CACHE/blobs/<hash>.png              outputs by content, hard links (shared between runs)
     RUN/records.jsonl                   per-sample records (harness/schema.py), in sample order
     RUN/summary.json                    headline numbers with the protocol card
     RUN/<official result files>         e.g. GenEval results.jsonl
     RUN/artifact.json                   the results artifact: content hash and lineage (last)
+
+CACHE is ``RUN/cache`` unless ``cache_dir`` names a folder shared by several runs: then a run that
+differs from an earlier one only in its judges re-runs only the judging.
 
 A killed run started again reads the caches and does only what is missing; since every sample's
 seed depends only on (run seed, benchmark, sample id), the result equals an uninterrupted run.
@@ -18,6 +22,8 @@ Under ``torchrun`` each rank takes every world_size-th sample and rank 0 merges.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -91,6 +97,10 @@ def _once(factory: Callable[[], T]) -> Callable[[], T]:
     return get
 
 
+class JudgeLoadError(HarnessError):
+    """A judge could not be built: fatal for the run, never a per-sample failure."""
+
+
 class LazyJudges(dict):
     """Mapping role -> judge that builds each judge the first time a benchmark asks for it."""
 
@@ -99,7 +109,10 @@ class LazyJudges(dict):
         self._factories = factories
 
     def __missing__(self, role: str) -> Any:
-        judge = self._factories[role]()
+        try:
+            judge = self._factories[role]()
+        except Exception as exc:
+            raise JudgeLoadError(f"could not build the {role} judge: {exc}") from exc
         self[role] = judge
         return judge
 
@@ -107,11 +120,15 @@ class LazyJudges(dict):
         return role in self._factories
 
 
-def evaluate(spec: RunSpec, run_dir: str | Path, *, show_progress: bool = True,
-             judge_batch_size: int = 16, after_batch: Callable[[int], None] | None = None) -> RunOutcome:
+def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None = None,
+             show_progress: bool = True, judge_batch_size: int = 16,
+             after_batch: Callable[[int], None] | None = None) -> RunOutcome:
     """Run (or resume) ``spec`` into ``run_dir``. ``after_batch`` is a test hook called with the
     number of outputs generated so far in this process."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise HarnessError(f"{run_dir} exists and is not a folder")
+    cache_dir = Path(cache_dir) if cache_dir is not None else run_dir / "cache"
     dist = DistContext.from_env()
     timing: dict[str, float] = {}
     try:
@@ -130,12 +147,12 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, show_progress: bool = True,
         judge_factories = build_judges(spec, benchmark)
 
         started = time.perf_counter()
-        generated = _generate(model, benchmark, mine, run_dir, dist, show_progress, after_batch)
+        generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress, after_batch)
         timing["generation_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        records, judged = _judge(spec, benchmark, mine, run_dir, dist, LazyJudges(judge_factories),
-                                 judge_batch_size, show_progress)
+        records, judged = _judge(spec, benchmark, mine, run_dir, cache_dir, dist,
+                                 LazyJudges(judge_factories), judge_batch_size, show_progress)
         timing["judging_s"] = time.perf_counter() - started
         write_jsonl(run_dir / f"records.rank{dist.rank}.jsonl", [r.to_dict() for r in records])
         dist.barrier()
@@ -152,25 +169,35 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, show_progress: bool = True,
 def _check_run_folder(run_dir: Path, spec: RunSpec, dist: DistContext) -> None:
     """A run folder holds one spec; resuming with a different spec would mix two experiments."""
     spec_file = run_dir / "spec.yaml"
-    if spec_file.exists():
+    if spec_file.exists() and _holds_results(run_dir):
         existing = RunSpec.load(spec_file)
         if existing.hash != spec.hash:
             raise HarnessError(f"{run_dir} already holds a run of a different spec (hash {existing.hash}, "
                                f"this one {spec.hash}); choose another output folder")
-    elif dist.is_main:
+        return
+    if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(spec_file, spec.to_yaml())
 
 
+def _holds_results(run_dir: Path) -> bool:
+    """Whether anything was computed in ``run_dir`` (a spec that failed before that may be replaced)."""
+    cache = run_dir / "cache"
+    return ((run_dir / "records.jsonl").exists() or any(run_dir.rglob("*.png"))
+            or any(p.stat().st_size for p in cache.glob("*.jsonl")))
+
+
 def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[ImageRequest], run_dir: Path,
-              dist: DistContext, show_progress: bool, after_batch: Callable[[int], None] | None) -> int:
-    cache = KeyedLog(run_dir / "cache", "generations", dist.rank)
+              cache_dir: Path, dist: DistContext, show_progress: bool,
+              after_batch: Callable[[int], None] | None) -> int:
+    cache = KeyedLog(cache_dir, "generations", dist.rank)
+    blobs = cache_dir / "blobs"
     pending = []
     for request in mine:
         key = _generation_key(model, benchmark, request)
         hit = cache.get(key)
         path = run_dir / benchmark.output_path(request)
-        if hit and path.is_file() and hash_file(path) == hit["output_hash"]:
+        if hit and _restore(path, blobs / f"{hit['output_hash']}.png", hit["output_hash"]):
             continue  # finished before; a missing or altered file is generated again
         pending.append((request, key))
     if pending:
@@ -184,6 +211,7 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[ImageRequest
         for (request, key), image in zip(batch, images, strict=True):
             relative = benchmark.output_path(request)
             digest = save_png(image, run_dir / relative)  # the file first, then the cache line
+            _link(run_dir / relative, blobs / f"{digest}.png")
             cache.put(key, {"sample_id": request.sample_id, "seed": request.seed,
                             "output_path": relative, "output_hash": digest})
         done += len(batch)
@@ -193,31 +221,92 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[ImageRequest
     return done
 
 
+def _link(source: Path, target: Path) -> None:
+    """Make ``target`` the same file as ``source`` (a hard link; a copy across file systems)."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _restore(path: Path, blob: Path, digest: str) -> bool:
+    """True if ``path`` holds the output with ``digest``, restoring it from the blob store if needed."""
+    if path.is_file() and hash_file(path) == digest:
+        return True
+    if blob.is_file() and hash_file(blob) == digest:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            path.unlink()
+        _link(blob, path)
+        return True
+    return False
+
+
 def _generation_key(model: ModelAdapter, benchmark: Benchmark, request: ImageRequest) -> str:
     return generation_key(model.model_digest, model.protocol, benchmark.protocol,
                           request.prompt, request.sample_id, request.seed)
 
 
+def judge_identity(spec: RunSpec, benchmark: Benchmark) -> dict:
+    """What identifies each judge in cache keys, without loading it: its spec, its plugin version,
+    and fingerprints of the files its parameters name (a changed detections file or checkpoint at
+    the same path must not reuse old verdicts)."""
+    identity = {}
+    for role, kind in benchmark.judge_roles.items():
+        component = spec.judges[role]
+        plugin = registry.get(kind, component.name)
+        version = getattr(plugin, "version", None) or getattr(sys.modules.get(plugin.__module__), "VERSION", "1")
+        files = {name: _fingerprint(Path(value)) for name, value in component.params.items()
+                 if isinstance(value, str) and Path(value).exists()}
+        identity[role] = {**component.to_dict(), "version": str(version), "files": files}
+    return identity
+
+
+def _fingerprint(path: Path) -> str:
+    if path.is_file():
+        return hash_file(path)
+    return hash_value(sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
+                             for p in path.rglob("*") if p.is_file()))
+
+
 def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[ImageRequest], run_dir: Path,
-           dist: DistContext, judges: LazyJudges, batch_size: int,
+           cache_dir: Path, dist: DistContext, judges: LazyJudges, batch_size: int,
            show_progress: bool) -> tuple[list[SampleRecord], int]:
-    cache = KeyedLog(run_dir / "cache", "judgements", dist.rank)
-    judge_identity = {role: {**spec.judges[role].to_dict(),
-                             "version": getattr(registry.get(kind, spec.judges[role].name), "version", "1")}
-                      for role, kind in benchmark.judge_roles.items()}
+    cache = KeyedLog(cache_dir, "judgements", dist.rank)
+    identity = judge_identity(spec, benchmark)
     options = {"benchmark_version": benchmark.version, "protocol": benchmark.protocol}
     keyed = []
     for request in mine:
         path = run_dir / benchmark.output_path(request)
-        key = judgement_key(hash_file(path), judge_identity, options, benchmark.judge_item(request))
+        key = judgement_key(hash_file(path), identity, options,
+                            {"sample_id": request.sample_id, "item": benchmark.judge_item(request)})
         keyed.append((request, path, key))
-    pending = [entry for entry in keyed if cache.get(entry[2]) is None]
+    records: dict[str, SampleRecord] = {}
+    pending = []
+    for request, path, key in keyed:
+        hit = cache.get(key)
+        if hit is None:
+            pending.append((request, path, key))
+        else:
+            records[key] = SampleRecord.from_dict(hit["record"])
     batches = list(batched(pending, batch_size))
+    failed = 0
     for batch in progress(batches, len(batches), "judge", show_progress and dist.is_main):
-        for (_, _, key), record in zip(batch, _score_isolating_failures(benchmark, batch, judges)):
-            cache.put(key, {"record": record.to_dict()})
+        for (_, _, key), record in zip(batch, _score_isolating_failures(benchmark, batch, judges), strict=True):
+            records[key] = record
+            if record.judge_failed:  # not cached: a later run tries again
+                failed += 1
+                print(f"[rank {dist.rank}] judge failed on {record.output_path}: {record.failure}", file=sys.stderr)
+            else:
+                cache.put(key, {"record": record.to_dict()})
     cache.close()
-    return [SampleRecord.from_dict(cache.get(key)["record"]) for _, _, key in keyed], len(pending)
+    if failed:
+        print(f"[rank {dist.rank}] {failed} of {len(mine)} outputs could not be judged; they are counted "
+              "as judge failures, excluded from the scores, and retried on the next run", file=sys.stderr)
+    return [records[key] for _, _, key in keyed], len(pending)
 
 
 def _score_isolating_failures(benchmark: Benchmark, batch: list, judges: LazyJudges) -> list[SampleRecord]:
@@ -225,14 +314,17 @@ def _score_isolating_failures(benchmark: Benchmark, batch: list, judges: LazyJud
     paths = [path for _, path, _ in batch]
     try:
         return benchmark.score(requests, paths, judges)
-    except Exception:
-        if len(batch) == 1:
-            raise
+    except JudgeLoadError:
+        raise
+    except Exception:  # noqa: BLE001 - find the culprit below
+        pass
     records = []
     for request, path, key in batch:  # one at a time, so only the culprit is marked failed
         try:
             records.extend(benchmark.score([request], [path], judges))
-        except (InputError, Exception) as exc:  # noqa: BLE001 - any judge error is a recorded failure
+        except JudgeLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any judge error on one output is a recorded failure
             records.append(_failed_record(benchmark, request, path, exc))
     return records
 

@@ -102,7 +102,8 @@ class RunSpec:
         if not isinstance(judges, Mapping):
             raise InputError(f"{source}.judges: expected a mapping of role -> plugin")
         seed, limit = data.get("seed", 0), data.get("limit")
-        if not isinstance(seed, int) or (limit is not None and (not isinstance(limit, int) or limit < 1)):
+        if (not isinstance(seed, int) or isinstance(seed, bool) or (limit is not None and (
+                not isinstance(limit, int) or isinstance(limit, bool) or limit < 1))):
             raise InputError(f"{source}: seed must be an integer and limit a positive integer or null")
         return cls(
             benchmark=ComponentSpec.from_dict(data["benchmark"], f"{source}.benchmark"),

@@ -72,3 +72,21 @@ def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
     assert "http://" not in page and "https://" not in page  # self-contained
     markdown = (tmp_path / "report.md").read_text()
     assert "| tiny-janus | janus |" in markdown and "| shapes-renderer | shapes-renderer | 1.0000 |" in markdown
+
+
+@pytest.mark.parametrize("override, message", [
+    ("benchmark.params.bogus=1", "unexpected keyword argument 'bogus'"),
+    ("benchmark.params.options={threshold: abc}", "threshold"),
+    ("benchmark.params.options={bgcolor: original}", "is a judge setting"),
+    ("benchmark.params.images_per_prompt=0", "at least 1"),
+    ("model={name: janus, params: {path: /nonexistent/janus}}", "/nonexistent/janus' does not exist"),
+    ("model.params.colour=red", "unexpected keyword argument 'colour'"),
+])
+def test_bad_spec_values_are_one_line_errors(tmp_path, capsys, override, message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("benchmark: {name: geneval, params: {prompts: shapes, per_tag: 1}}\n"
+                    "model: {name: shapes-renderer}\n"
+                    "judges: {detector: shapes, color_classifier: shapes}\n")
+    code = main(["eval", str(spec), "--out", str(tmp_path / "run"), "--set", override, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

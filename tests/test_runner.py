@@ -130,3 +130,81 @@ def test_renderer_run_writes_official_layout_and_scores_perfectly(tmp_path):
     assert metadata["tag"] == "single_object"
     assert sorted(p.name for p in (tmp_path / "images" / "00000" / "samples").iterdir()) == ["0000.png", "0001.png"]
     assert outcome.summary.counts == {"samples": 24, "scored": 24, "judge_failed": 0, "images": 24, "prompts": 12}
+
+
+def _precomputed_spec(detections_file, per_tag=1, images_per_prompt=2):
+    from harness.spec import ComponentSpec, RunSpec
+
+    spec = renderer_spec(per_tag=per_tag, images_per_prompt=images_per_prompt)
+    return RunSpec(benchmark=spec.benchmark, model=spec.model, seed=spec.seed,
+                   judges={"detector": ComponentSpec("precomputed", {"path": str(detections_file)}),
+                           "color_classifier": ComponentSpec("from-detections")})
+
+
+def _write_detections(path, entries):
+    import json
+
+    path.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+
+
+def test_judge_failures_are_retried_and_changed_judge_files_are_rejudged(tmp_path):
+    """Failures are not cached; a judge file changed at the same path invalidates old verdicts;
+    a failing single-sample batch is a recorded failure, not a crash."""
+    from harness.shapes.detector import ShapesDetector
+
+    shapes_run = evaluate(renderer_spec(per_tag=1, images_per_prompt=2), tmp_path / "shapes",
+                          cache_dir=tmp_path / "cache", show_progress=False)
+    records = load_records(tmp_path / "shapes")
+    detector = ShapesDetector()
+    from harness.images import load_image
+
+    entries = []
+    for record in records:
+        prompt, image = record.sample_id.split("/")
+        found = detector.detect([load_image(tmp_path / "shapes" / record.output_path)])[0]
+        entries.append({"prompt_index": int(prompt), "image": f"{image}.png",
+                        "detections": [d.to_json() for d in found]})
+    detections = tmp_path / "detections.jsonl"
+    _write_detections(detections, entries[:-3])  # the last three images have no detections yet
+    spec = _precomputed_spec(detections)
+    run = tmp_path / "precomputed"
+    first = evaluate(spec, run, cache_dir=tmp_path / "cache", judge_batch_size=1, show_progress=False)
+    assert first.generated == 0  # same model and seeds: every image comes from the shared cache
+    assert first.summary.counts["judge_failed"] == 3 and first.summary.scores["overall"] == 1.0
+    assert sum(r.judge_failed for r in load_records(run)) == 3
+    cached = (tmp_path / "cache" / "judgements.rank0.jsonl").read_text().splitlines()
+    assert len(cached) == 12 + 9  # the shapes run's 12 verdicts and 9 of these: no failure is cached
+    retry = evaluate(spec, run, cache_dir=tmp_path / "cache", show_progress=False)
+    assert retry.judged == 3 and retry.summary.counts["judge_failed"] == 3  # retried, still failing
+
+    _write_detections(detections, entries)  # a changed file at the same path: all verdicts redone
+    second = evaluate(spec, run, cache_dir=tmp_path / "cache", show_progress=False)
+    assert second.judged == 12 and second.summary.counts["judge_failed"] == 0
+    assert second.summary.scores == shapes_run.summary.scores
+
+    for entry in entries:
+        entry["detections"] = []
+    _write_detections(detections, entries)
+    third = evaluate(spec, run, cache_dir=tmp_path / "cache", show_progress=False)
+    assert third.judged == 12 and third.summary.scores["overall"] == 0.0
+
+
+def test_a_judge_that_cannot_load_stops_the_run(tmp_path):
+    from harness.runner import JudgeLoadError
+
+    with pytest.raises(JudgeLoadError, match="detector"):
+        evaluate(_precomputed_spec(tmp_path / "missing.jsonl"), tmp_path / "run", show_progress=False)
+
+
+def test_identical_outputs_of_different_samples_keep_their_own_records(tmp_path):
+    from harness.spec import ComponentSpec, RunSpec
+
+    # the renderer cannot parse the official COCO prompts: every image is the same blank background
+    spec = RunSpec(benchmark=ComponentSpec("geneval", {"prompts": "official", "images_per_prompt": 2}),
+                   model=ComponentSpec("shapes-renderer"), limit=2,
+                   judges={"detector": ComponentSpec("shapes"), "color_classifier": ComponentSpec("shapes")})
+    outcome = evaluate(spec, tmp_path, show_progress=False)
+    records = load_records(tmp_path)
+    assert [r.sample_id for r in records] == ["00000/0000", "00000/0001", "00001/0000", "00001/0001"]
+    assert len({r.output_hash for r in records}) == 1
+    assert outcome.summary.scores["overall"] == 0.0

@@ -14,6 +14,7 @@ from benchmarks.geneval import aggregate, results_io
 from benchmarks.geneval.data import COLORS, load_class_names, load_metadata
 from benchmarks.geneval.rules import GenEvalOptions, score_image
 from harness.benchmark import Benchmark
+from harness.errors import InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file, hash_value
 from harness.images import load_image
@@ -23,6 +24,10 @@ from harness.schema import SampleRecord
 from harness.seeds import sample_seed
 
 BENCHMARK_NAME = "geneval"
+#: official --options that belong to the judges, not to the rules: set them on the judge plugins
+JUDGE_SIDE_OPTIONS = {"bgcolor": "color_classifier", "crop": "color_classifier",
+                      "clip_model": "color_classifier (model)", "model": "detector"}
+RULE_OPTIONS = ("threshold", "counting_threshold", "max_objects", "max_overlap", "position_threshold")
 
 
 def load_prompt_set(prompts: str, per_tag: int, prompt_seed: int) -> list[dict]:
@@ -58,7 +63,13 @@ class GenEval(Benchmark):
         self.prompt_set = prompts
         self.metadata = load_prompt_set(prompts, per_tag, prompt_seed)
         self.images_per_prompt = int(images_per_prompt)
-        self.options = GenEvalOptions(**dict(options or {}))
+        if self.images_per_prompt < 1:
+            raise InputError(f"geneval: images_per_prompt must be at least 1, got {images_per_prompt}")
+        options = dict(options or {})
+        for key in set(options) & set(JUDGE_SIDE_OPTIONS):
+            raise InputError(f"geneval option {key!r} is a judge setting: set it on the "
+                             f"{JUDGE_SIDE_OPTIONS[key]} judge's params instead")
+        self.options = GenEvalOptions.from_options({key: str(value) for key, value in options.items()})
         self.class_names_file = class_names_file
         self.class_order = load_class_names(class_names_file) if prompts != "shapes" else None
 
@@ -71,7 +82,7 @@ class GenEval(Benchmark):
             "images_per_prompt": self.images_per_prompt,
             "image_format": "png",
             "prompt_rewriting": "none (verbatim prompts)",
-            "options": self.options.to_dict(),
+            "options": {key: value for key, value in self.options.to_dict().items() if key in RULE_OPTIONS},
             "aggregation": "overall = unweighted mean of per-tag image accuracies",
             "class_names_hash": hash_file(self.class_names_file) if self.class_names_file else "packaged",
         }

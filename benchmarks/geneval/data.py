@@ -54,15 +54,15 @@ def validate_metadata(entry: object, path: str | Path | None = None, line: int |
     for key, kind in (("tag", str), ("prompt", str), ("include", list)):
         if not isinstance(entry.get(key), kind):
             fail(f"field {key!r} missing or not a {kind.__name__}")
-    for clause in entry["include"] + entry.get("exclude", []):
+    for index, clause in enumerate(entry["include"] + entry.get("exclude", [])):
         if not isinstance(clause, dict) or not isinstance(clause.get("class"), str) \
                 or not isinstance(clause.get("count"), int):
             fail(f"bad clause {clause!r}: needs 'class' (str) and 'count' (int)")
         if "position" in clause:
             position = clause["position"]
             if (not isinstance(position, list) or len(position) != 2 or position[0] not in RELATIONS
-                    or not isinstance(position[1], int) or not 0 <= position[1] < len(entry["include"])):
-                fail(f"bad position {position!r}: expected [relation, index of an include clause]")
+                    or not isinstance(position[1], int) or not 0 <= position[1] < index):
+                fail(f"bad position {position!r}: expected [relation, index of an earlier include clause]")
 
 
 def load_class_names(path: str | Path | None = None) -> list[str]:

@@ -13,10 +13,18 @@ from typing import Sequence
 
 from PIL import Image
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InputError
 from harness.hashing import hash_file
 from harness.judges.base import Detection
 from harness.registry import register
+
+
+def _image_number(image: str, path: str, line: int) -> int:
+    """``0003.png``, ``00003.png`` and ``samples/0003.png`` all name image 3 of their prompt."""
+    stem = PurePosixPath(image).stem
+    if not stem.isdigit():
+        raise InputError(f"image name {image!r} does not start with the image number (e.g. 0003.png)", path, line)
+    return int(stem)
 
 
 @register("detector", "precomputed")
@@ -32,7 +40,7 @@ class PrecomputedDetections:
         self.judge_id = f"precomputed:{hash_file(path)}"
         self._by_image = {}
         for entry in read_detections(path):
-            self._by_image[(entry.prompt_index, PurePosixPath(entry.image).name)] = entry.detections
+            self._by_image[(entry.prompt_index, _image_number(entry.image, path, entry.line))] = entry.detections
 
     def detect(self, images: Sequence[Image.Image], sample_ids: Sequence[str] | None = None) -> list[list[Detection]]:
         if sample_ids is None:
@@ -40,7 +48,7 @@ class PrecomputedDetections:
         found = []
         for sample_id in sample_ids:
             prompt, image = sample_id.split("/")
-            key = (int(prompt), f"{image}.png")
+            key = (int(prompt), int(image))
             if key not in self._by_image:
                 raise HarnessError(f"{self.path}: no detections for prompt {key[0]}, image {key[1]}")
             found.append(self._by_image[key])

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image
 
+from harness.errors import HarnessError
 from harness.hashing import canonical_json
 from harness.models.base import ImageRequest, ModelAdapter
 from harness.registry import register
@@ -48,9 +49,12 @@ UNCOND_POLICY = "bos+boi only, pads attended, no attention mask"
 WEIGHT_PATTERNS = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt")
 
 _DIGEST_CACHE: dict[tuple, str] = {}
+#: files besides the weights whose content changes outputs (config.json first: it is parsed)
+DIGEST_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                "processor_config.json", "preprocessor_config.json", "chat_template.jinja")
 
 
-class JanusLoadError(RuntimeError):
+class JanusLoadError(HarnessError):
     """The checkpoint cannot be used; the message says why and how to fix it."""
 
 
@@ -153,7 +157,7 @@ def checkpoint_digest(folder: str | os.PathLike) -> str:
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise JanusLoadError(f"{folder} holds no *.safetensors files; cannot compute a model digest.")
-    extras = [folder / n for n in ("config.json", "tokenizer.json") if (folder / n).is_file()]
+    extras = [folder / n for n in DIGEST_FILES if (folder / n).is_file()]
     key = (str(folder), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in weights + extras))
     if key not in _DIGEST_CACHE:
         digest = hashlib.sha256()
@@ -165,8 +169,8 @@ def checkpoint_digest(folder: str | os.PathLike) -> str:
         config = json.loads((folder / "config.json").read_text())
         config.pop("transformers_version", None)  # re-saving with another version changes no number
         digest.update(canonical_json(config).encode())
-        if (folder / "tokenizer.json").is_file():
-            digest.update((folder / "tokenizer.json").read_bytes())
+        for extra in extras[1:]:  # tokenizer, generation and processor settings change outputs too
+            digest.update(extra.name.encode() + b"\0" + extra.read_bytes())
         _DIGEST_CACHE[key] = digest.hexdigest()[:16]
     return _DIGEST_CACHE[key]
 
@@ -222,6 +226,7 @@ class JanusAdapter(ModelAdapter):
         self.processor = JanusProcessor.from_pretrained(self.folder)
 
         tokenizer = self.processor.tokenizer
+        tokenizer.padding_side = "left"  # the sampling loop relies on prompts ending at the last column
         self.bos_id = self._token_id(tokenizer.bos_token, "BOS")
         self.pad_id = self._token_id(tokenizer.pad_token, "pad")
         self.boi_id = self._token_id(tokenizer.boi_token, "begin-of-image")
@@ -255,6 +260,7 @@ class JanusAdapter(ModelAdapter):
             "uncond": UNCOND_POLICY if self.cfg_weight != 1 else None,
             "batching": "left padding masked, per-row position ids",
             "dtype": str(self.dtype).removeprefix("torch."),
+            "device_type": self.device.type,  # kernels differ between CPU and GPU: not the same samples
             "sampling": "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)",
             "decode": "decode_image_tokens, clip((x+1)/2*255) truncated to uint8",
         }
