@@ -17,6 +17,8 @@ import inspect
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from harness.errors import InputError
+
 ENTRY_POINT_GROUP = "harness.plugins"
 
 #: kinds of plugin the harness knows about
@@ -103,8 +105,6 @@ def names(kind: str) -> list[str]:
 
 def build(kind: str, name: str, **params: Any) -> Any:
     """Instantiate a plugin with its parameters from a spec; wrong parameter names are input errors."""
-    from harness.errors import InputError
-
     plugin = get(kind, name)
     try:
         inspect.signature(plugin).bind(**params)

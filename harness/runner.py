@@ -82,19 +82,8 @@ def build_judges(spec: RunSpec, benchmark: Benchmark) -> dict[str, Callable[[], 
     for role, kind in benchmark.judge_roles.items():
         component = spec.judges[role]
         registry.get(kind, component.name)  # fail early, with "did you mean", on a typo
-        factories[role] = _once(lambda kind=kind, c=component: registry.build(kind, c.name, **c.params))
+        factories[role] = lambda kind=kind, c=component: registry.build(kind, c.name, **c.params)
     return factories
-
-
-def _once(factory: Callable[[], T]) -> Callable[[], T]:
-    cache: list[T] = []
-
-    def get() -> T:
-        if not cache:
-            cache.append(factory())
-        return cache[0]
-
-    return get
 
 
 class JudgeLoadError(HarnessError):
@@ -102,7 +91,7 @@ class JudgeLoadError(HarnessError):
 
 
 class LazyJudges(dict):
-    """Mapping role -> judge that builds each judge the first time a benchmark asks for it."""
+    """Mapping role -> judge that builds each judge the first time a benchmark asks for it (once)."""
 
     def __init__(self, factories: dict[str, Callable[[], Any]]):
         super().__init__()
