@@ -17,3 +17,15 @@ class InputError(HarnessError):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(f"{where}{message}")
+
+
+class PartialBatchError(HarnessError):
+    """A model adapter finished only part of a batch (an API that kept failing for some requests).
+
+    ``done`` maps batch positions to finished outputs; the runner stores those before stopping, so
+    a re-run pays only for what failed.
+    """
+
+    def __init__(self, message: str, done: dict[int, object]):
+        super().__init__(message)
+        self.done = done

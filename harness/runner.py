@@ -4,7 +4,8 @@ Flow for a run folder ``RUN``::
 
     RUN/spec.yaml                       the run spec (written first)
     RUN/<benchmark layout>              outputs, in the benchmark's official layout
-    CACHE/generations.rank*.jsonl       one line per finished output (after the file is on disk)
+    CACHE/generations.rank*.jsonl       one line per finished output (after the file is on disk;
+                                        answers of text benchmarks are kept in the line itself)
     CACHE/judgements.rank*.jsonl        one line per scored output
     CACHE/blobs/<hash>.png              outputs by content, hard links (shared between runs)
     RUN/records.jsonl                   per-sample records (harness/schema.py), in sample order
@@ -35,11 +36,11 @@ from harness.artifacts import Artifact, write_manifest
 from harness.benchmark import Benchmark
 from harness.cache import KeyedLog, generation_key, judgement_key
 from harness.distributed import DistContext
-from harness.errors import HarnessError, InputError
+from harness.errors import HarnessError, InputError, PartialBatchError
 from harness.fileio import atomic_write_text, read_jsonl, write_jsonl
-from harness.hashing import hash_file, hash_value
+from harness.hashing import hash_bytes, hash_file, hash_value
 from harness.images import save_png
-from harness.models.base import ImageRequest, ModelAdapter
+from harness.models.base import CAPABILITY_METHODS, ModelAdapter, Request
 from harness.schema import BenchmarkSummary, SampleRecord, environment, library_versions
 from harness.spec import RunSpec
 
@@ -74,16 +75,33 @@ def build_benchmark(spec: RunSpec) -> Benchmark:
 
 def build_judges(spec: RunSpec, benchmark: Benchmark) -> dict[str, Callable[[], Any]]:
     """Judge factories by role; judges load lazily, so a fully cached run loads none."""
-    missing = set(benchmark.judge_roles) - set(spec.judges)
+    missing = set(benchmark.judge_roles) - set(benchmark.optional_judge_roles) - set(spec.judges)
     if missing:
         raise HarnessError(f"the run spec names no judge for role(s) {sorted(missing)} "
                            f"(benchmark {spec.benchmark.name!r} needs {dict(benchmark.judge_roles)})")
     factories = {}
-    for role, kind in benchmark.judge_roles.items():
+    for role, kind in present_judge_roles(spec, benchmark).items():
         component = spec.judges[role]
         registry.get(kind, component.name)  # fail early, with "did you mean", on a typo
         factories[role] = lambda kind=kind, c=component: registry.build(kind, c.name, **c.params)
     return factories
+
+
+def present_judge_roles(spec: RunSpec, benchmark: Benchmark) -> dict[str, str]:
+    """The benchmark's judge roles (role -> kind) that the spec fills."""
+    return {role: kind for role, kind in benchmark.judge_roles.items() if role in spec.judges}
+
+
+def _usage(model: ModelAdapter, judges: "LazyJudges") -> dict:
+    """API usage spent by this process: the model's and each built judge's, where they count it."""
+    usage = {}
+    if model.usage:
+        usage["model"] = model.usage
+    for role, judge in dict(judges).items():
+        counted = getattr(judge, "usage", None)
+        if counted:
+            usage[f"judge:{role}"] = dict(counted)
+    return usage
 
 
 class JudgeLoadError(HarnessError):
@@ -130,25 +148,28 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
         mine = dist.shard(requests)
 
         model: ModelAdapter = registry.build("model", spec.model.name, **spec.model.params)
-        if benchmark.capability not in model.capabilities:
+        if benchmark.capability not in model.capabilities or benchmark.capability not in CAPABILITY_METHODS:
             raise HarnessError(f"model {spec.model.name!r} cannot do {benchmark.capability!r} "
                                f"(it can: {sorted(model.capabilities)})")
         judge_factories = build_judges(spec, benchmark)
 
         started = time.perf_counter()
-        generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress, after_batch)
+        outputs, generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress,
+                                       after_batch)
         timing["generation_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        records, judged = _judge(spec, benchmark, mine, run_dir, cache_dir, dist,
-                                 LazyJudges(judge_factories), judge_batch_size, show_progress)
+        judges = LazyJudges(judge_factories)
+        records, judged = _judge(spec, benchmark, mine, outputs, cache_dir, dist, judges,
+                                 judge_batch_size, show_progress)
         timing["judging_s"] = time.perf_counter() - started
         write_jsonl(run_dir / f"records.rank{dist.rank}.jsonl", [r.to_dict() for r in records])
         dist.barrier()
 
         summary = artifact = None
         if dist.is_main:
-            summary, artifact = _merge(spec, benchmark, model, requests, run_dir, dist, timing)
+            summary, artifact = _merge(spec, benchmark, model, requests, run_dir, dist, timing,
+                                       _usage(model, judges))
         dist.barrier()
         return RunOutcome(run_dir, summary, generated, judged, artifact)
     finally:
@@ -176,38 +197,77 @@ def _holds_results(run_dir: Path) -> bool:
             or any(p.stat().st_size for p in cache.glob("*.jsonl")))
 
 
-def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[ImageRequest], run_dir: Path,
+def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[Request], run_dir: Path,
               cache_dir: Path, dist: DistContext, show_progress: bool,
-              after_batch: Callable[[int], None] | None) -> int:
+              after_batch: Callable[[int], None] | None) -> tuple[dict[str, Any], int]:
+    """Produce (or restore from the cache) every output of ``mine``.
+
+    Returns (sample id -> output, number generated now). An output is the image's ``Path`` or the
+    answer text. Image files are written before their cache line; answers live in the cache line.
+    """
     cache = KeyedLog(cache_dir, "generations", dist.rank)
     blobs = cache_dir / "blobs"
+    text = benchmark.output_kind == "text"
+    outputs: dict[str, Any] = {}
     pending = []
     for request in mine:
         key = _generation_key(model, benchmark, request)
         hit = cache.get(key)
+        if hit and text:
+            outputs[request.sample_id] = hit["output_text"]
+            continue
         path = run_dir / benchmark.output_path(request)
         if hit and _restore(path, blobs / f"{hit['output_hash']}.png", hit["output_hash"]):
+            outputs[request.sample_id] = path
             continue  # finished before; a missing or altered file is generated again
         pending.append((request, key))
     if pending:
         print(f"[rank {dist.rank}] generating {len(pending)} of {len(mine)} outputs "
               f"({len(mine) - len(pending)} cached)", file=sys.stderr)
+    produce = getattr(model, CAPABILITY_METHODS[benchmark.capability])
     batch_size = max(1, int(getattr(model, "batch_size", 8)))
     done = 0
     batches = list(batched(pending, batch_size))
     for batch in progress(batches, len(batches), "generate", show_progress and dist.is_main):
-        images = model.generate_images([request for request, _ in batch])
-        for (request, key), image in zip(batch, images, strict=True):
-            relative = benchmark.output_path(request)
-            digest = save_png(image, run_dir / relative)  # the file first, then the cache line
-            _link(run_dir / relative, blobs / f"{digest}.png")
-            cache.put(key, {"sample_id": request.sample_id, "seed": request.seed,
-                            "output_path": relative, "output_hash": digest})
+        try:
+            produced = list(enumerate(produce([request for request, _ in batch])))
+        except PartialBatchError as exc:  # keep what was finished, then stop
+            produced, failure = sorted(exc.done.items()), exc
+        else:
+            failure = None
+        for position, output in produced:
+            request, key = batch[position]
+            entry = {"sample_id": request.sample_id, "seed": request.seed}
+            if text:
+                entry.update(output_hash=hash_text(output), output_text=output)
+                outputs[request.sample_id] = output
+            else:
+                relative = benchmark.output_path(request)
+                digest = save_png(output, run_dir / relative)  # the file first, then the cache line
+                _link(run_dir / relative, blobs / f"{digest}.png")
+                entry.update(output_path=relative, output_hash=digest)
+                outputs[request.sample_id] = run_dir / relative
+            cache.put(key, entry)
+        if failure is not None:
+            cache.close()
+            raise HarnessError(f"the model failed on {len(batch) - len(produced)} of {len(batch)} requests "
+                               f"({failure}); finished outputs are cached, run again to resume")
         done += len(batch)
         if after_batch is not None:
             after_batch(done)
     cache.close()
-    return done
+    return outputs, done
+
+
+def hash_text(text: str) -> str:
+    return hash_bytes(text.encode("utf-8"))
+
+
+def output_hash(output: Any) -> str:
+    """Content hash of an output: an image file's bytes or an answer's UTF-8 text."""
+    if isinstance(output, str):
+        return hash_text(output)
+    return hash_file(output) if Path(output).is_file() else ""
 
 
 def _link(source: Path, target: Path) -> None:
@@ -234,9 +294,11 @@ def _restore(path: Path, blob: Path, digest: str) -> bool:
     return False
 
 
-def _generation_key(model: ModelAdapter, benchmark: Benchmark, request: ImageRequest) -> str:
+def _generation_key(model: ModelAdapter, benchmark: Benchmark, request: Request) -> str:
+    # image-only prompts keep their plain-string form, so existing caches stay valid
+    material = request.key_material() if request.images else request.prompt
     return generation_key(model.model_digest, model.protocol, benchmark.protocol,
-                          request.prompt, request.sample_id, request.seed)
+                          material, request.sample_id, request.seed)
 
 
 def judge_identity(spec: RunSpec, benchmark: Benchmark) -> dict:
@@ -244,7 +306,7 @@ def judge_identity(spec: RunSpec, benchmark: Benchmark) -> dict:
     and fingerprints of the files its parameters name (a changed detections file or checkpoint at
     the same path must not reuse old verdicts)."""
     identity = {}
-    for role, kind in benchmark.judge_roles.items():
+    for role, kind in present_judge_roles(spec, benchmark).items():
         component = spec.judges[role]
         plugin = registry.get(kind, component.name)
         version = getattr(plugin, "version", None) or getattr(sys.modules.get(plugin.__module__), "VERSION", "1")
@@ -261,7 +323,7 @@ def _fingerprint(path: Path) -> str:
                              for p in path.rglob("*") if p.is_file()))
 
 
-def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[ImageRequest], run_dir: Path,
+def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: dict[str, Any],
            cache_dir: Path, dist: DistContext, judges: LazyJudges, batch_size: int,
            show_progress: bool) -> tuple[list[SampleRecord], int]:
     cache = KeyedLog(cache_dir, "judgements", dist.rank)
@@ -269,10 +331,10 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[ImageRequest], run_di
     options = {"benchmark_version": benchmark.version, "protocol": benchmark.protocol}
     keyed = []
     for request in mine:
-        path = run_dir / benchmark.output_path(request)
-        key = judgement_key(hash_file(path), identity, options,
+        output = outputs[request.sample_id]
+        key = judgement_key(output_hash(output), identity, options,
                             {"sample_id": request.sample_id, "item": benchmark.judge_item(request)})
-        keyed.append((request, path, key))
+        keyed.append((request, output, key))
     records: dict[str, SampleRecord] = {}
     pending = []
     for request, path, key in keyed:
@@ -288,7 +350,8 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[ImageRequest], run_di
             records[key] = record
             if record.judge_failed:  # not cached: a later run tries again
                 failed += 1
-                print(f"[rank {dist.rank}] judge failed on {record.output_path}: {record.failure}", file=sys.stderr)
+                print(f"[rank {dist.rank}] judge failed on {record.output_path or record.sample_id}: "
+                      f"{record.failure}", file=sys.stderr)
             else:
                 cache.put(key, {"record": record.to_dict()})
     cache.close()
@@ -300,35 +363,36 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[ImageRequest], run_di
 
 def _score_isolating_failures(benchmark: Benchmark, batch: list, judges: LazyJudges) -> list[SampleRecord]:
     requests = [request for request, _, _ in batch]
-    paths = [path for _, path, _ in batch]
+    outputs = [output for _, output, _ in batch]
     try:
-        return benchmark.score(requests, paths, judges)
+        return benchmark.score(requests, outputs, judges)
     except JudgeLoadError:
         raise
     except Exception:  # noqa: BLE001 - find the culprit below
         pass
     records = []
-    for request, path, key in batch:  # one at a time, so only the culprit is marked failed
+    for request, output, key in batch:  # one at a time, so only the culprit is marked failed
         try:
-            records.extend(benchmark.score([request], [path], judges))
+            records.extend(benchmark.score([request], [output], judges))
         except JudgeLoadError:
             raise
         except Exception as exc:  # noqa: BLE001 - any judge error on one output is a recorded failure
-            records.append(_failed_record(benchmark, request, path, exc))
+            records.append(_failed_record(benchmark, request, output, exc))
     return records
 
 
-def _failed_record(benchmark: Benchmark, request: ImageRequest, path: Path, exc: Exception) -> SampleRecord:
-    relative = benchmark.output_path(request)
+def _failed_record(benchmark: Benchmark, request: Request, output: Any, exc: Exception) -> SampleRecord:
     return SampleRecord(sample_id=request.sample_id, item_id=str(request.extra.get("item_id", "")),
                         group=str(request.extra.get("group", "")), seed=request.seed,
-                        output_path=relative, output_hash=hash_file(path) if path.is_file() else "",
+                        output_path=benchmark.output_path(request), output_hash=output_hash(output),
                         score=None, correct=None, judge_failed=True,
-                        failure=f"{type(exc).__name__}: {exc}")
+                        failure=f"{type(exc).__name__}: {exc}",
+                        output_text=output if isinstance(output, str) else None)
 
 
-def _merge(spec: RunSpec, benchmark: Benchmark, model: ModelAdapter, requests: list[ImageRequest],
-           run_dir: Path, dist: DistContext, timing: dict[str, float]) -> tuple[BenchmarkSummary, Artifact]:
+def _merge(spec: RunSpec, benchmark: Benchmark, model: ModelAdapter, requests: list[Request],
+           run_dir: Path, dist: DistContext, timing: dict[str, float],
+           usage: dict) -> tuple[BenchmarkSummary, Artifact]:
     by_id: dict[str, SampleRecord] = {}
     for rank in range(dist.world_size):
         for _, data in read_jsonl(run_dir / f"records.rank{rank}.jsonl"):
@@ -339,13 +403,13 @@ def _merge(spec: RunSpec, benchmark: Benchmark, model: ModelAdapter, requests: l
     scores, counts = benchmark.summarize(records)
     protocol = {"benchmark": spec.benchmark.name, **benchmark.protocol,
                 "model": {"name": spec.model.name, **model.protocol},
-                "judges": {role: spec.judges[role].to_dict() for role in benchmark.judge_roles},
+                "judges": {role: spec.judges[role].to_dict() for role in present_judge_roles(spec, benchmark)},
                 "seed_policy": "sample_seed(run_seed, benchmark, sample_id) = sha256 -> 63 bits",
                 "run_seed": spec.seed, "limit": spec.limit}
     summary = BenchmarkSummary(benchmark=spec.benchmark.name, scores=scores, counts=counts,
                                protocol=protocol, spec_hash=spec.hash, model_digest=model.model_digest,
                                versions=library_versions(), environment=environment(dist.world_size),
-                               timing=timing)
+                               timing=timing, usage=usage)
     atomic_write_text(run_dir / "summary.json", summary.to_json() + "\n")
     inputs = {"spec": spec.hash, "model": model.model_digest,
               "benchmark_protocol": hash_value(benchmark.protocol)}

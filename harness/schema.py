@@ -26,8 +26,8 @@ class SampleRecord:
             statistics cluster by it.
         group: the category the sample is aggregated under (GenEval: the tag).
         seed: the per-sample seed used to generate the output.
-        output_path: path of the output, relative to the run folder.
-        output_hash: sha256 (16 hex chars) of the output file.
+        output_path: path of the image output, relative to the run folder ("" for text outputs).
+        output_hash: sha256 (16 hex chars) of the output file, or of the UTF-8 answer text.
         score: the sample's score on the benchmark's scale (GenEval: 1.0 correct, 0.0 wrong);
             None when judging failed.
         correct: pass/fail where the benchmark has one, else None.
@@ -36,6 +36,7 @@ class SampleRecord:
         judge_failed: True when the judge could not score the output (corrupt image, judge error).
             Failures are counted apart and never scored as wrong.
         failure: the error message when ``judge_failed``.
+        output_text: the model's raw answer, for benchmarks whose outputs are text (MME, MMBench).
     """
 
     sample_id: str
@@ -50,6 +51,7 @@ class SampleRecord:
     verdict: dict[str, Any] = field(default_factory=dict)
     judge_failed: bool = False
     failure: str | None = None
+    output_text: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

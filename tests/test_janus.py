@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness.models import janus as janus_module
-from harness.models.base import ImageRequest
+from harness.models.base import Request
 from harness.models.janus import JanusAdapter, JanusLoadError, checkpoint_digest
 from harness.models.tiny_janus import BOI, BOS, PAD, USER, build_tiny_janus
 
@@ -45,7 +45,7 @@ def adapter(tiny_dir):
 
 
 def _requests(seeds):
-    return [ImageRequest(f"s{i}", PROMPTS[i % len(PROMPTS)], seed) for i, seed in enumerate(seeds)]
+    return [Request(f"s{i}", PROMPTS[i % len(PROMPTS)], seed) for i, seed in enumerate(seeds)]
 
 
 def _pixels(images):
@@ -80,7 +80,7 @@ def test_images_do_not_depend_on_batching(adapter):
     reordered = _pixels(_generate(adapter, requests[::-1], batch_size=4))[::-1]
     assert alone == batched == reordered
     # Same prompt, other seed: another image. Same seed again: the same image.
-    other = _pixels(adapter.generate_images([ImageRequest("x", PROMPTS[0], 999)]))
+    other = _pixels(adapter.generate_images([Request("x", PROMPTS[0], 999)]))
     assert other[0] != alone[0]
     assert _pixels(adapter.generate_images(requests[:1])) == alone[:1]
 

@@ -18,7 +18,7 @@ from harness.errors import InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file, hash_value
 from harness.images import load_image
-from harness.models.base import ImageRequest
+from harness.models.base import Request
 from harness.registry import register
 from harness.schema import SampleRecord
 from harness.seeds import sample_seed
@@ -87,32 +87,32 @@ class GenEval(Benchmark):
             "class_names_hash": hash_file(self.class_names_file) if self.class_names_file else "packaged",
         }
 
-    def requests(self, run_seed: int, limit: int | None = None) -> list[ImageRequest]:
+    def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         requests = []
         for index, metadata in enumerate(self.metadata[:limit]):
             for k in range(self.images_per_prompt):
                 sample_id = f"{index:05d}/{k:04d}"
-                requests.append(ImageRequest(
+                requests.append(Request(
                     sample_id=sample_id, prompt=metadata["prompt"],
                     seed=sample_seed(run_seed, BENCHMARK_NAME, sample_id),
                     extra={"item_id": f"{index:05d}", "group": metadata["tag"], "metadata": metadata}))
         return requests
 
-    def output_path(self, request: ImageRequest) -> str:
+    def output_path(self, request: Request) -> str:
         prompt_folder, image = request.sample_id.split("/")
         return f"images/{prompt_folder}/samples/{image}.png"
 
-    def prepare(self, run_dir: Path, requests: Sequence[ImageRequest]) -> None:
+    def prepare(self, run_dir: Path, requests: Sequence[Request]) -> None:
         for request in requests[::self.images_per_prompt]:
             folder = Path(run_dir) / "images" / request.extra["item_id"]
             folder.mkdir(parents=True, exist_ok=True)
             # one JSON object: the official reader parses the whole file as a single value
             atomic_write_text(folder / "metadata.jsonl", json.dumps(request.extra["metadata"]) + "\n")
 
-    def judge_item(self, request: ImageRequest) -> Any:
+    def judge_item(self, request: Request) -> Any:
         return request.extra["metadata"]
 
-    def score(self, requests: Sequence[ImageRequest], output_paths: Sequence[Path],
+    def score(self, requests: Sequence[Request], output_paths: Sequence[Path],
               judges: Mapping[str, Any]) -> list[SampleRecord]:
         images = [load_image(path) for path in output_paths]
         detections = judges["detector"].detect(images, [request.sample_id for request in requests])

@@ -3,6 +3,11 @@
 GenEval needs two kinds of judge: an object detector (boxes, scores, masks per class) and a colour
 classifier (which of a fixed list of colours an object crop shows). Each is a plugin registered
 under the kind ``"detector"`` or ``"color_classifier"``; the run spec names the one to use.
+
+Benchmarks judged by a language model (MMBench's choice extractor, ImgEdit's GPT-4o judge) use a
+``ChatJudge`` (kind ``"chat"``): a prompt in, the raw reply out. A call that fails after the
+judge's own retries comes back as a reply with ``error`` set, never as an exception, so the
+benchmark can record that one sample as a judge failure and go on.
 """
 from __future__ import annotations
 
@@ -60,4 +65,40 @@ class ColorClassifier(Protocol):
     def classify(self, image: Image.Image, objects: Sequence[Detection], class_name: str,
                  colors: Sequence[str]) -> list[str]:
         """Return one colour name from ``colors`` per object."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """One judge call: the user text and the images to show with it (before the text)."""
+
+    text: str
+    images: tuple[Image.Image, ...] = ()
+    system: str | None = None
+
+
+@dataclass
+class ChatReply:
+    """The judge's raw reply, or why there is none.
+
+    ``text`` is None exactly when ``error`` is set (HTTP errors, timeouts, malformed responses after
+    every retry). ``model`` is the snapshot the server says answered (recorded as provenance).
+    """
+
+    text: str | None
+    error: str | None = None
+    attempts: int = 1
+    model: str | None = None
+
+
+@runtime_checkable
+class ChatJudge(Protocol):
+    """A language-model judge behind a chat API (kind ``"chat"``)."""
+
+    judge_id: str
+    #: requests, retries, failures, prompt/completion tokens and cost spent by this process
+    usage: dict
+
+    def ask(self, prompts: Sequence[ChatPrompt]) -> list[ChatReply]:
+        """One reply per prompt, in order; calls may run concurrently."""
         ...

@@ -39,7 +39,7 @@ from PIL import Image
 
 from harness.errors import HarnessError
 from harness.hashing import canonical_json
-from harness.models.base import ImageRequest, ModelAdapter
+from harness.models.base import ModelAdapter, Request
 from harness.registry import register
 
 ADAPTER_VERSION = "janus-adapter/1"
@@ -351,7 +351,7 @@ class JanusAdapter(ModelAdapter):
             images.append(Image.fromarray(pixels.numpy()))
         return images
 
-    def generate_images(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+    def generate_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         images: list[Image.Image] = []
         with torch.inference_mode():
             for start in range(0, len(requests), self.batch_size):

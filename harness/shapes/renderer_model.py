@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from harness.hashing import hash_value
-from harness.models.base import ImageRequest, ModelAdapter
+from harness.models.base import ModelAdapter, Request
 from harness.registry import register
 from harness.shapes.prompts import NUMBER_WORDS
 from harness.shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, render, scene_for_metadata
@@ -78,7 +78,7 @@ class ShapesRenderer(ModelAdapter):
     def protocol(self) -> dict:
         return {"image_size": self.size, "adapter_version": self.version}
 
-    def generate_images(self, requests: Sequence[ImageRequest]) -> list[Image.Image]:
+    def generate_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         images = []
         for request in requests:
             rng = np.random.default_rng(request.seed)
