@@ -23,6 +23,11 @@ class Benchmark:
     optional_judge_roles: ClassVar[frozenset[str]] = frozenset()
     #: bump when scoring changes in a way that changes numbers (part of judgement cache keys)
     version: ClassVar[str] = "1"
+    #: for reports: the key of ``scores`` holding the per-category breakdown, its scale, and a note
+    #: on how the headline number is formed
+    breakdown: ClassVar[str] = ""
+    breakdown_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    scale_note: ClassVar[str] = ""
 
     @property
     def protocol(self) -> dict[str, Any]:

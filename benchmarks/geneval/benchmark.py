@@ -56,6 +56,8 @@ class GenEval(Benchmark):
 
     judge_roles = {"detector": "detector", "color_classifier": "color_classifier"}
     version = "1"
+    breakdown = "tasks"
+    scale_note = "0-1, unweighted mean of the six per-tag image accuracies"
 
     def __init__(self, prompts: str = "official", images_per_prompt: int = 4, per_tag: int = 10,
                  prompt_seed: int = 0, options: Mapping[str, Any] | None = None,
