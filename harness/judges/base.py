@@ -70,11 +70,13 @@ class ColorClassifier(Protocol):
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """One judge call: the user text and the images to show with it (before the text)."""
+    """One judge call: the user text and the images to show with it (before the text, unless
+    ``images_after_text``: ImgEdit's official judge call puts the text first)."""
 
     text: str
     images: tuple[Image.Image, ...] = ()
     system: str | None = None
+    images_after_text: bool = False
 
 
 @dataclass

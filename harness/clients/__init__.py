@@ -1,0 +1,1 @@
+"""Clients for remote model APIs (standard library HTTP, retries and usage accounting)."""

@@ -1,0 +1,401 @@
+"""A small client for OpenAI-compatible HTTP APIs (OpenAI, a vLLM server, ...), standard library only.
+
+Every call goes through ``post``: bounded concurrency, retries with backoff and full jitter, and
+thread-safe usage accounting. ``chat`` is a thin layer over it; ``/images/generations`` and
+``/images/edits`` can be added the same way (a payload and a ``parse`` for the reply).
+
+Failures never raise: after the last retry a call returns a result with ``error`` set. Retried:
+HTTP 408, 409, 429 and 5xx (the statuses the official ``openai`` package retries), timeouts,
+connection errors and malformed bodies (not JSON, or no ``choices[0].message.content``). Other 4xx
+(400, 401, 404, ...) fail at once with the server's message. Only a missing API key for a remote
+server raises (``HarnessError``): that is a configuration error, not a transient one.
+
+The key is read from the environment on every call and lives only in the request headers; it is
+never stored on the client, and is masked in any error text that echoes it.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import http.client
+import io
+import ipaddress
+import json
+import os
+import random
+import re
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from PIL import Image
+
+from harness.errors import HarnessError
+
+#: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
+RETRY_STATUSES = frozenset({408, 409, 429})
+PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
+TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
+#: longest server text quoted in an error message
+ERROR_SNIPPET_CHARS = 300
+PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
+
+# A dated snapshot carries a date token: 2024-08-06, 20241022 or MMDD (gpt-3.5-turbo-0125).
+_DATE_TOKEN = re.compile(r"(?:^|[-_])(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})(?=$|[-_])")
+
+
+class MalformedResponse(Exception):
+    """A reply that parsed as JSON but lacks what the endpoint promises (retried)."""
+
+
+@dataclass
+class CallResult:
+    """Outcome of one logical call after retries: ``value`` or ``error`` (exactly one is set)."""
+
+    value: Any
+    error: str | None = None
+    attempts: int = 1
+    model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ChatResult:
+    """A chat completion's text, or why there is none. ``model`` is the snapshot the server named;
+    ``usage`` holds this call's prompt/completion tokens summed over its attempts."""
+
+    text: str | None
+    error: str | None = None
+    attempts: int = 1
+    model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Attempt:  # one HTTP attempt
+
+    value: Any = None
+    error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    model: str | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
+class UsageCounter:
+    """Requests, retries, failures, tokens, cost and served model names; safe across threads."""
+
+    def __init__(self, prices: Mapping[str, float] | None = None):
+        self._lock = threading.Lock()
+        self._prices = dict(prices) if prices is not None else None
+        self._counts = {"requests": 0, "retries": 0, "failures": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._models: set[str] = set()
+
+    def add(self, model: str | None = None, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                self._counts[name] += value
+            if model:
+                self._models.add(model)
+
+    def snapshot(self) -> dict:
+        """A JSON-ready copy: the counts, ``cost_usd`` (None without prices) and ``models``."""
+        with self._lock:
+            counts, models = dict(self._counts), sorted(self._models)
+        cost = None
+        if self._prices is not None:
+            cost = round(counts["prompt_tokens"] / 1000 * self._prices["prompt_per_1k"]
+                         + counts["completion_tokens"] / 1000 * self._prices["completion_per_1k"], 6)
+        return {**counts, "cost_usd": cost, "models": models}
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for http(s) URLs on this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_dated_snapshot(model: str) -> bool:
+    """True if the model name pins a dated snapshot ("gpt-4o-2024-08-06", "gpt-3.5-turbo-0125"),
+    False for a moving alias ("gpt-4o", "gpt-4o-mini", "chatgpt-4o-latest")."""
+    name = model.rsplit("/", 1)[-1].lower()
+    return "latest" not in name and _DATE_TOKEN.search(name) is not None
+
+
+def image_data_url(image: Image.Image) -> str:
+    """The image as a ``data:image/png;base64,...`` URL (lossless; odd modes converted to RGB)."""
+    if image.mode not in PNG_MODES:
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def user_message(text: str, images: Sequence[Image.Image] = (), *, images_first: bool = True,
+                 detail: str | None = None) -> dict:
+    """A user turn: the images (as data URLs) then the text, or the text first if asked.
+
+    Without images the content is a plain string, which every compatible server accepts.
+    ``detail`` ("low", "high", "auto") is sent only when given.
+    """
+    if not images:
+        return {"role": "user", "content": text}
+    parts = []
+    for image in images:
+        image_url = {"url": image_data_url(image)}
+        if detail is not None:
+            image_url["detail"] = detail
+        parts.append({"type": "image_url", "image_url": image_url})
+    text_part = {"type": "text", "text": text}
+    return {"role": "user", "content": parts + [text_part] if images_first else [text_part] + parts}
+
+
+def chat_messages(text: str, images: Sequence[Image.Image] = (), system: str | None = None, *,
+                  images_first: bool = True, detail: str | None = None) -> list[dict]:
+    """An optional system turn followed by one user turn."""
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    return messages + [user_message(text, images, images_first=images_first, detail=detail)]
+
+
+class OpenAICompatClient:
+    """Calls one model behind an OpenAI-compatible base URL (``https://api.openai.com/v1``,
+    ``http://127.0.0.1:8000/v1`` for vLLM).
+
+    Args:
+        base_url: the API root, up to and including ``/v1``.
+        model: the ``model`` field sent with every call.
+        api_key_env: the environment variable holding the key (read at call time). It may be unset
+            only for a loopback server (vLLM without ``--api-key``).
+        max_concurrency: most HTTP requests in flight at once, across all threads using the client.
+        max_retries: retries after the first attempt (so at most ``max_retries + 1`` attempts).
+        timeout_s: per-attempt socket timeout.
+        backoff_s, backoff_max_s: retry ``n`` (0-based) sleeps ``uniform(0, min(max, base * 2**n))``;
+            a ``Retry-After`` (or ``retry-after-ms``) header replaces that, capped at ``backoff_max_s``.
+        prices: ``{"prompt_per_1k": usd, "completion_per_1k": usd}`` to count ``cost_usd``.
+        sleep: how to wait between attempts (tests pass a recorder).
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 max_concurrency: int = 8, max_retries: int = 5, timeout_s: float = 60.0,
+                 backoff_s: float = 1.0, backoff_max_s: float = 30.0,
+                 prices: Mapping[str, float] | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        scheme = urllib.parse.urlsplit(base_url).scheme
+        if scheme not in ("http", "https"):
+            raise HarnessError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if int(max_concurrency) < 1 or int(max_retries) < 0 or float(timeout_s) <= 0:
+            raise HarnessError("max_concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+        if prices is not None and (not isinstance(prices, Mapping) or sorted(prices) != sorted(PRICE_KEYS)
+                                   or not all(isinstance(prices[k], (int, float)) and prices[k] >= 0
+                                              for k in PRICE_KEYS)):
+            raise HarnessError(f"prices must be a mapping with exactly {', '.join(PRICE_KEYS)} "
+                               f"(non-negative USD per 1000 tokens), got {prices!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.max_concurrency = int(max_concurrency)
+        self.max_retries = int(max_retries)
+        self.timeout_s = float(timeout_s)
+        self.backoff_s = float(backoff_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.loopback = is_loopback_url(self.base_url)
+        self._usage = UsageCounter(prices)
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._sleep = sleep
+        # a local server is reached directly even when HTTP(S)_PROXY is set for the outside world
+        handlers = [urllib.request.ProxyHandler({})] if self.loopback else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, "
+                f"api_key_env={self.api_key_env!r})")
+
+    @property
+    def usage(self) -> dict:
+        return self._usage.snapshot()
+
+    def check_credentials(self) -> None:
+        """Raise ``HarnessError`` now if the key is missing for a remote server."""
+        self._api_key()
+
+    def _api_key(self) -> str | None:
+        key = os.environ.get(self.api_key_env) or None
+        if key is None and not self.loopback:
+            raise HarnessError(f"the environment variable {self.api_key_env} is not set; it must hold the "
+                               f"API key for {urllib.parse.urlsplit(self.base_url).hostname} "
+                               f"(only a loopback server may be used without a key)")
+        return key
+
+    # ------------------------------------------------------------------------------------------
+    # chat
+
+    def chat(self, messages: list[dict], **params: Any) -> ChatResult:
+        """One chat completion. ``params`` (temperature, max_tokens, ...) are sent unless None."""
+        payload = {"model": self.model, "messages": messages,
+                   **{name: value for name, value in params.items() if value is not None}}
+        result = self.post_json("/chat/completions", payload, _chat_text)
+        return ChatResult(result.value, result.error, result.attempts, result.model, result.usage)
+
+    def chat_many(self, conversations: Sequence[list[dict]], **params: Any) -> list[ChatResult]:
+        """``chat`` for each conversation, ``max_concurrency`` at a time; results in input order."""
+        if not conversations:
+            return []
+        self._api_key()  # a configuration error stops the batch before any call
+        workers = min(self.max_concurrency, len(conversations))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-compat") as pool:
+            return list(pool.map(lambda messages: self.chat(messages, **params), conversations))
+
+    # ------------------------------------------------------------------------------------------
+    # the retry core, shared by every endpoint
+
+    def post_json(self, path: str, payload: dict, parse: Callable[[dict], Any]) -> CallResult:
+        """POST ``payload`` to ``base_url + path`` with retries; ``parse`` turns the reply into the
+        value or raises ``MalformedResponse`` (retried)."""
+        return self.post(path, json.dumps(payload, ensure_ascii=False).encode("utf-8"), "application/json", parse)
+
+    def post(self, path: str, body: bytes, content_type: str, parse: Callable[[dict], Any]) -> CallResult:
+        """``post_json`` for any body (a multipart form for ``/images/edits``); the reply is JSON."""
+        key = self._api_key()
+        tokens = dict.fromkeys(TOKEN_KEYS, 0)
+        rng: random.Random | None = None
+        self._usage.add(requests=1)
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = self._attempt(path, body, content_type, key, parse)
+            for name, count in outcome.tokens.items():
+                tokens[name] += count
+            self._usage.add(model=outcome.model, **outcome.tokens)
+            if outcome.error is None:
+                return CallResult(outcome.value, None, attempt, outcome.model, tokens)
+            if not outcome.retryable or attempt > self.max_retries:
+                break
+            if rng is None:  # jitter seeded by the call's content, so a rerun waits the same
+                rng = random.Random(hashlib.sha256(body).digest())
+            self._usage.add(retries=1)
+            self._sleep(self._delay(attempt - 1, outcome.retry_after, rng))
+        self._usage.add(failures=1)
+        error = f"{outcome.error} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
+        return CallResult(None, _redact(error, key), attempt, outcome.model, tokens)
+
+    def _delay(self, retry_index: int, retry_after: float | None, rng: random.Random) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.backoff_max_s)
+        return rng.uniform(0.0, min(self.backoff_max_s, self.backoff_s * 2 ** retry_index))
+
+    def _attempt(self, path: str, body: bytes, content_type: str, key: str | None,
+                 parse: Callable[[dict], Any]) -> _Attempt:
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.base_url + path, data=body, headers=headers, method="POST")
+        with self._slots:
+            try:
+                with self._opener.open(request, timeout=self.timeout_s) as response:
+                    raw = response.read()
+            except urllib.error.HTTPError as exc:
+                return _http_failure(exc, key)
+            except TimeoutError:
+                return _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, TimeoutError):
+                    return _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
+                return _Attempt(error=f"connection failed: {exc.reason}", retryable=True)
+            except (http.client.HTTPException, OSError) as exc:  # reset, remote closed, short read
+                return _Attempt(error=f"connection failed: {type(exc).__name__}: {exc}", retryable=True)
+        return _parse_reply(raw, parse, key)
+
+
+def _chat_text(reply: dict) -> str:
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise MalformedResponse("no choices[0].message.content in the reply") from None
+    if not isinstance(content, str):
+        raise MalformedResponse(f"choices[0].message.content is {type(content).__name__}, not text")
+    return content
+
+
+def _parse_reply(raw: bytes, parse: Callable[[dict], Any], key: str | None) -> _Attempt:
+    try:
+        reply = json.loads(raw)
+    except ValueError:  # JSONDecodeError and bad UTF-8 alike
+        return _Attempt(error=f"malformed reply (not JSON): {_snippet(raw, key)!r}", retryable=True)
+    if not isinstance(reply, dict):
+        return _Attempt(error="malformed reply (not a JSON object)", retryable=True)
+    model = reply.get("model") if isinstance(reply.get("model"), str) else None
+    counted = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+    tokens = {name: int(counted[name]) for name in TOKEN_KEYS if isinstance(counted.get(name), int)}
+    try:
+        value = parse(reply)
+    except MalformedResponse as exc:
+        return _Attempt(error=f"malformed reply: {exc}", retryable=True, model=model, tokens=tokens)
+    return _Attempt(value=value, model=model, tokens=tokens)
+
+
+def _http_failure(exc: urllib.error.HTTPError, key: str | None) -> _Attempt:
+    try:
+        raw = exc.read()
+    except (OSError, http.client.HTTPException):
+        raw = b""
+    status = exc.code
+    retryable = status in RETRY_STATUSES or status >= 500
+    return _Attempt(error=f"HTTP {status}: {_server_message(raw, key)}", retryable=retryable,
+                    retry_after=_retry_after(exc.headers))
+
+
+def _server_message(raw: bytes, key: str | None) -> str:
+    """The error text of an OpenAI (``{"error": {"message"}}``) or vLLM (``{"message"}``) reply."""
+    try:
+        reply = json.loads(raw)
+    except ValueError:
+        return _snippet(raw, key) or "(empty body)"
+    if isinstance(reply, dict):
+        error = reply.get("error")
+        for candidate in (error.get("message") if isinstance(error, dict) else error,
+                          reply.get("message"), reply.get("detail")):
+            if isinstance(candidate, str) and candidate:
+                return _redact(candidate, key)[:ERROR_SNIPPET_CHARS]
+    return _snippet(raw, key)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if any."""
+    if headers is None:
+        return None
+    try:
+        return float(headers.get("retry-after-ms")) / 1000
+    except (TypeError, ValueError):
+        pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+def _snippet(raw: bytes, key: str | None) -> str:
+    # redact before cutting, so a cut cannot leave part of the key behind
+    return _redact(raw.decode("utf-8", "replace"), key)[:ERROR_SNIPPET_CHARS]
+
+
+def _redact(text: str, key: str | None) -> str:
+    """Mask the key wherever a server echoed it back."""
+    return text.replace(key, "***") if key else text

@@ -1,0 +1,95 @@
+"""A language-model judge behind an OpenAI-compatible chat API (plugin kind "chat").
+
+Judge drift changes numbers: ImgEdit scores moved when its leaderboard was re-judged with another
+GPT snapshot, and VLMEvalKit's MMBench choice extractor changed model twice. So the judge refuses an
+undated alias ("gpt-4o", "gpt-4o-mini") unless ``allow_alias`` is set, and records the snapshots
+the server says answered (``usage["models"]`` and each reply's ``model``).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from harness.clients.openai_compat import OpenAICompatClient, chat_messages, is_dated_snapshot
+from harness.errors import HarnessError
+from harness.judges.base import ChatPrompt, ChatReply
+from harness.registry import register
+
+#: part of the judge's identity in judgement cache keys (read by the runner)
+VERSION = "1"
+
+
+class UndatedJudgeModelError(HarnessError):
+    """The judge model is a moving alias and the spec did not accept that."""
+
+
+@register("chat", "openai-compatible")
+class OpenAIChatJudge:
+    """Sends each ``ChatPrompt`` as one chat completion; replies come back raw, in order.
+
+    Args:
+        base_url: API root up to ``/v1``.
+        model: a dated snapshot ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18").
+        api_key_env: environment variable holding the key (may be unset for a loopback server).
+        temperature, max_tokens, top_p, seed: decoding parameters; None means "not sent" (the API
+            default), which is what some official scripts do (ImgEdit sends none of them).
+        image_detail: the ``detail`` of each image part (None: not sent).
+        allow_alias: accept an undated model name (numbers may drift between runs).
+        max_concurrency, max_retries, timeout_s, backoff_s, backoff_max_s, prices: see
+            ``OpenAICompatClient``.
+
+    Only the model and decoding parameters identify the judge in judgement caches
+    (``transport_params`` are left out), so a resumed run may reach the same snapshot at another
+    address.
+
+    Images go before the text, as ``ChatPrompt`` specifies; a prompt object with a true
+    ``images_after_text`` attribute gets the text first (ImgEdit's official order).
+    """
+
+    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
+                        "backoff_s", "backoff_max_s", "prices")
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 temperature: float | None = 0.0, max_tokens: int | None = 1024,
+                 top_p: float | None = None, seed: int | None = None, image_detail: str | None = None,
+                 allow_alias: bool = False, max_concurrency: int = 8, max_retries: int = 5,
+                 timeout_s: float = 60.0, backoff_s: float = 1.0, backoff_max_s: float = 30.0,
+                 prices: Mapping[str, float] | None = None):
+        if not allow_alias and not is_dated_snapshot(model):
+            raise UndatedJudgeModelError(
+                f"judge model {model!r} is an undated alias: the provider can move it to a new snapshot "
+                f"at any time, and a different judge gives different benchmark numbers. Name a dated "
+                f"snapshot (e.g. 'gpt-4o-2024-08-06', 'gpt-4o-mini-2024-07-18'), or set allow_alias: true "
+                f"to accept the drift (the snapshot that answered is still recorded in usage.models).")
+        self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
+                                         max_concurrency=max_concurrency, max_retries=max_retries,
+                                         timeout_s=timeout_s, backoff_s=backoff_s,
+                                         backoff_max_s=backoff_max_s, prices=prices)
+        self.client.check_credentials()
+        self.model = model
+        self.image_detail = image_detail
+        self.decoding = {name: value for name, value in
+                         {"temperature": temperature, "max_tokens": max_tokens, "top_p": top_p,
+                          "seed": seed}.items() if value is not None}
+        shown = dict(self.decoding, **({"image_detail": image_detail} if image_detail else {}))
+        self.judge_id = f"openai-compatible:{model}(" + ",".join(f"{k}={v}" for k, v in shown.items()) + ")"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.judge_id}, {self.client!r})"
+
+    @property
+    def usage(self) -> dict:
+        """Requests, retries, failures, tokens, cost and the served snapshots (``models``)."""
+        return self.client.usage
+
+    @property
+    def served_models(self) -> list[str]:
+        return self.client.usage["models"]
+
+    def ask(self, prompts: Sequence[ChatPrompt]) -> list[ChatReply]:
+        conversations = [chat_messages(prompt.text, prompt.images, prompt.system,
+                                       images_first=not getattr(prompt, "images_after_text", False),
+                                       detail=self.image_detail)
+                         for prompt in prompts]
+        results = self.client.chat_many(conversations, **self.decoding)
+        return [ChatReply(text=result.text, error=result.error, attempts=result.attempts, model=result.model)
+                for result in results]

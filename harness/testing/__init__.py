@@ -1,0 +1,1 @@
+"""Test doubles that users may also run: a loopback OpenAI-compatible server."""

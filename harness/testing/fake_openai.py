@@ -1,0 +1,246 @@
+"""A loopback OpenAI-compatible chat server for tests and dry runs.
+
+``POST /v1/chat/completions`` answers with whatever ``responder(request_json)`` returns (by default
+"echo: " and the last user text). Faults queued in ``faults`` are applied to successive requests,
+one each; a responder may also return a ``Fault`` to fail chosen requests whatever their order.
+Every request is logged in ``requests`` (body and headers; the Authorization header only as
+present or absent) and the most requests handled at once is kept in ``max_in_flight``.
+
+Replies carry a dated ``model`` (the requested name plus ``-2024-01-01`` unless it is dated
+already, or ``served_model``) and ``usage`` with deterministic counts: prompt tokens are the
+whitespace-separated words of every text in the messages, completion tokens the words of the reply.
+
+    with FakeOpenAIServer(faults=[Fault.rate_limited("2")]) as server:
+        client = OpenAICompatClient(server.base_url, "gpt-4o-2024-08-06")
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable
+
+from harness.clients.openai_compat import is_dated_snapshot
+
+FAKE_SNAPSHOT_SUFFIX = "-2024-01-01"
+CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do instead of a normal reply: ``kind`` is "status" (an error reply), "slow" (answer
+    only after ``delay_s``), "malformed_json" or "missing_choices" (a 200 reply the client rejects)."""
+
+    kind: str
+    status: int = 200
+    message: str = ""
+    retry_after: str | None = None
+    delay_s: float = 0.0
+
+    @classmethod
+    def rate_limited(cls, retry_after: str | None = "1") -> "Fault":
+        return cls("status", 429, "Rate limit reached (fake).", retry_after)
+
+    @classmethod
+    def server_error(cls, status: int = 500) -> "Fault":
+        return cls("status", status, "The server had an error (fake).")
+
+    @classmethod
+    def client_error(cls, status: int = 400, message: str = "Invalid request (fake).") -> "Fault":
+        return cls("status", status, message)
+
+    @classmethod
+    def slow(cls, seconds: float) -> "Fault":
+        return cls("slow", delay_s=seconds)
+
+    @classmethod
+    def malformed_json(cls) -> "Fault":
+        return cls("malformed_json")
+
+    @classmethod
+    def missing_choices(cls) -> "Fault":
+        return cls("missing_choices")
+
+
+@dataclass
+class ReceivedRequest:
+    """One request as the server saw it (``body`` is None if it was not JSON)."""
+
+    path: str
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    has_authorization: bool = False
+
+
+def message_texts(body: Any) -> list[str]:
+    """Every text in a chat request's messages, in order (string contents and text parts)."""
+    texts = []
+    for message in (body or {}).get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(part.get("text", "") for part in content if part.get("type") == "text")
+    return texts
+
+
+def echo_last_text(body: Any) -> str:
+    texts = message_texts(body)
+    return "echo: " + (texts[-1] if texts else "")
+
+
+class FakeOpenAIServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port); use it as a context manager.
+
+    Args:
+        responder: request JSON -> reply text (or a ``Fault``).
+        faults: applied in order to the next requests, one per request.
+        api_key: if set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose
+            message quotes the presented key, as careless servers do (clients must mask it).
+        served_model: the ``model`` named in replies (default: a dated form of the requested one).
+        delay_s: how long every normal reply takes (to observe concurrency).
+    """
+
+    def __init__(self, responder: Callable[[Any], "str | Fault"] = echo_last_text,
+                 faults: Iterable[Fault] = (), *, api_key: str | None = None,
+                 served_model: str | None = None, delay_s: float = 0.0):
+        self.responder = responder
+        self.api_key = api_key
+        self.served_model = served_model
+        self.delay_s = delay_s
+        self.requests: list[ReceivedRequest] = []
+        self.max_in_flight = 0
+        self._faults = deque(faults)
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # lifecycle
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake._handle(self, raw)
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # a short poll interval makes stop() quick (shutdown waits for the next poll)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes "slow" handlers
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    @property
+    def base_url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the fake server is not running (use it as a context manager)")
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def add_faults(self, *faults: Fault) -> None:
+        with self._lock:
+            self._faults.extend(faults)
+
+    # ------------------------------------------------------------------------------------------
+    # requests
+
+    def _handle(self, handler: BaseHTTPRequestHandler, raw: bytes) -> None:
+        authorization = handler.headers.get("Authorization")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        headers = {name: value for name, value in handler.headers.items() if name.lower() != "authorization"}
+        with self._lock:
+            self.requests.append(ReceivedRequest(handler.path, body, headers, authorization is not None))
+            fault = self._faults.popleft() if self._faults else None
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            self._respond(handler, body, fault, authorization)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _respond(self, handler: BaseHTTPRequestHandler, body: Any, fault: Fault | None,
+                 authorization: str | None) -> None:
+        if handler.path != CHAT_PATH:
+            return _send_error(handler, 404, f"no route {handler.path} on the fake server")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _send_error(handler, 400, "the request body must be JSON with a messages list")
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+            presented = (authorization or "").removeprefix("Bearer ")
+            return _send_error(handler, 401, f"Incorrect API key provided: {presented or '(none)'}.")
+        reply = self.responder(body)
+        if isinstance(reply, Fault):
+            fault, reply = fault or reply, ""
+        model = self.served_model or _dated(str(body.get("model", "fake-model")))
+        if fault is not None and fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return _send_error(handler, fault.status, fault.message, extra)
+        if fault is not None and fault.kind == "malformed_json":
+            return _send(handler, 200, b'{"id": "chatcmpl-fake", "choices": [')
+        usage = {"prompt_tokens": sum(len(text.split()) for text in message_texts(body)),
+                 "completion_tokens": len(reply.split())}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        completion = {"id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion",
+                      "created": 0, "model": model, "usage": usage}
+        if fault is not None and fault.kind == "missing_choices":
+            return _send_json(handler, 200, completion)
+        delay = fault.delay_s if fault is not None and fault.kind == "slow" else self.delay_s
+        if delay and self._stopping.wait(delay):
+            return None  # shutting down
+        completion["choices"] = [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": reply}}]
+        return _send_json(handler, 200, completion)
+
+
+def _dated(model: str) -> str:
+    return model if is_dated_snapshot(model) else model + FAKE_SNAPSHOT_SUFFIX
+
+
+def _send_error(handler: BaseHTTPRequestHandler, status: int, message: str,
+                headers: dict[str, str] | None = None) -> None:
+    error = {"error": {"message": message, "type": "fake_error", "code": status}}
+    _send_json(handler, status, error, headers)
+
+
+def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict,
+               headers: dict[str, str] | None = None) -> None:
+    _send(handler, status, json.dumps(payload).encode("utf-8"), headers)
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, data: bytes,
+          headers: dict[str, str] | None = None) -> None:
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out) first
+        pass
