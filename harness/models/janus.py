@@ -24,6 +24,14 @@ silently adds a top-k 50 warper unless told not to. Choices that differ from the
 
 On CPU in float32 the images are bit-identical across batch sizes. On GPU, kernels chosen per batch
 shape can change logits in the last bits, which very rarely changes a sampled token.
+
+Understanding (``answer``) follows the deepseek ``inference.py`` / README path (docs/JANUS.md
+section 3): BOS, the processor's default system prompt, then
+``"<|User|>: <image_placeholder>\\n{prompt}\\n\\n<|Assistant|>:"`` rendered with the checkpoint's chat
+template, the placeholder expanded to BOI + N image tokens + EOI; prompts left padded, greedy
+decoding with pad = EOS, decoded with ``skip_special_tokens=True`` and not stripped (the reference
+does not strip either). Greedy decoding needs no seed. Answers do not depend on the batch on CPU;
+on GPU the same last-bit caveat applies.
 """
 from __future__ import annotations
 
@@ -43,6 +51,7 @@ from harness.models.base import ModelAdapter, Request
 from harness.registry import register
 
 ADAPTER_VERSION = "janus-adapter/1"
+ANSWER_VERSION = "janus-answer/1"
 #: user turn + empty assistant turn, deepseek template, empty system prompt (Janus-Pro role names)
 PROMPT_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
 UNCOND_POLICY = "bos+boi only, pads attended, no attention mask"
@@ -202,11 +211,12 @@ class JanusAdapter(ModelAdapter):
     the guidance arithmetic against ``model.generate``. It is not part of any published protocol.
     """
 
-    capabilities = frozenset({"text_to_image"})
+    capabilities = frozenset({"text_to_image", "answer"})
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", dtype: str | torch.dtype = "auto",
                  cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int = 8,
-                 revision: str | None = None, verbose: bool = False) -> None:
+                 revision: str | None = None, verbose: bool = False, max_new_tokens: int = 512,
+                 system_prompt: bool = True) -> None:
         from transformers import JanusForConditionalGeneration, JanusProcessor
 
         if cfg_weight < 1:
@@ -215,6 +225,9 @@ class JanusAdapter(ModelAdapter):
             raise ValueError(f"temperature must be >= 0 (0 = greedy, testing only), got {temperature}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.max_new_tokens = int(max_new_tokens)
         self.cfg_weight = float(cfg_weight)
         self.temperature = float(temperature)
         self.batch_size = int(batch_size)
@@ -232,6 +245,10 @@ class JanusAdapter(ModelAdapter):
         self.boi_id = self._token_id(tokenizer.boi_token, "begin-of-image")
         self.image_tokens = int(self.model.config.vision_config.num_image_tokens)
         self.image_size = int(self.model.config.vision_config.image_size)
+        # Understanding: the deepseek reference always uses the default system prompt (converted
+        # checkpoints set this flag); ``system_prompt=False`` reproduces harnesses that drop it.
+        self.processor.use_default_system_prompt = bool(system_prompt)
+        self.eos_id = self._token_id(tokenizer.eos_token, "EOS")
 
     def _token_id(self, token: str | None, what: str) -> int:
         """Look a special token up in the tokenizer; a missing pad token once broke Janus CFG."""
@@ -263,6 +280,24 @@ class JanusAdapter(ModelAdapter):
             "device_type": self.device.type,  # kernels differ between CPU and GPU: not the same samples
             "sampling": "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)",
             "decode": "decode_image_tokens, clip((x+1)/2*255) truncated to uint8",
+            "answer": self.answer_protocol,
+        }
+
+    @property
+    def answer_protocol(self) -> dict:
+        """Understanding parameters (part of ``protocol``)."""
+        system = self.system_prompt_text
+        return {
+            "version": ANSWER_VERSION,
+            "decoding": "greedy",  # do_sample=False, one beam: no seed involved
+            "max_new_tokens": self.max_new_tokens,
+            "system_prompt": bool(system),
+            "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()[:16] if system else None,
+            "prompt_template": self.render_question("{prompt}"),
+            "image_mode": "PIL convert('RGB'), alpha dropped",
+            "pad": "eos",
+            "decode": "skip_special_tokens=True, not stripped",
+            "batching": "left padding masked, position ids from the attention mask",
         }
 
     # -- prompt rows ---------------------------------------------------------------------------
@@ -350,6 +385,68 @@ class JanusAdapter(ModelAdapter):
             pixels = ((pixels.float().cpu() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)  # truncates
             images.append(Image.fromarray(pixels.numpy()))
         return images
+
+    # -- understanding ----------------------------------------------------------------------------
+
+    @property
+    def system_prompt_text(self) -> str:
+        """The text the processor puts before every question ("" when the system prompt is off)."""
+        from transformers.models.janus.processing_janus import DEFAULT_SYSTEM_PROMPT
+
+        return DEFAULT_SYSTEM_PROMPT if self.processor.use_default_system_prompt else ""
+
+    def render_question(self, prompt: str) -> str:
+        """One image then the prompt in a user turn, then the assistant tag (checkpoint's template).
+
+        The system prompt and BOS are added later by the processor and the tokenizer.
+        """
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        if text.count(self.processor.image_token) != 1:
+            raise JanusLoadError(f"the chat template in {self.folder} must render one image token for one image "
+                                 f"part; it rendered {text!r}")
+        return text
+
+    def build_question_inputs(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> dict:
+        """Token ids (left padded, image tokens expanded), attention mask and pixel values."""
+        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        inputs = self.processor(text=[self.render_question(p) for p in prompts], images=rgb,
+                                generation_mode="text", padding=True, return_tensors="pt")
+        mask = inputs["attention_mask"]
+        if len(prompts) > 1 and not bool(mask[:, -1].all()):
+            raise JanusLoadError("the tokenizer must pad on the left for batched answers")
+        return {"input_ids": inputs["input_ids"].to(self.device), "attention_mask": mask.to(self.device),
+                "pixel_values": inputs["pixel_values"].to(self.device, self.dtype)}
+
+    @torch.inference_mode()
+    def answer_batch(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> list[str]:
+        """Greedy answers to one batch of (prompt, image) pairs."""
+        from transformers import GenerationMixin
+
+        inputs = self.build_question_inputs(prompts, images)
+        # The plain text-generation loop, as JanusForConditionalGeneration.generate(generation_mode=
+        # "text") runs it, minus its second config merge (which logs a length warning every call).
+        # Settings that could change a greedy answer are explicit, so the checkpoint's
+        # generation_config (guidance 5 for images, maybe a repetition penalty) is not inherited.
+        output = GenerationMixin.generate(
+            self.model, **inputs, do_sample=False, num_beams=1, guidance_scale=None,
+            max_new_tokens=self.max_new_tokens, repetition_penalty=1.0, no_repeat_ngram_size=0,
+            pad_token_id=self.eos_id, eos_token_id=self.eos_id, bos_token_id=self.bos_id, use_cache=True,
+        )
+        new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
+        return [self.processor.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
+
+    def answer(self, requests: Sequence[Request]) -> list[str]:
+        for request in requests:  # refuse before any work is done
+            if len(request.images) != 1:
+                raise HarnessError(f"Janus answers about exactly one image per request; {request.sample_id!r} "
+                                   f"has {len(request.images)}")
+        answers: list[str] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start:start + self.batch_size]
+            images = [request.images[0].load() for request in chunk]
+            answers.extend(self.answer_batch([r.prompt for r in chunk], images))
+        return answers
 
     def generate_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         images: list[Image.Image] = []

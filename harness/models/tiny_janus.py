@@ -2,7 +2,8 @@
 
 The folder written by :func:`build_tiny_janus` loads exactly like a converted Janus-Pro checkpoint
 (``JanusForConditionalGeneration`` + ``JanusProcessor``), so the adapter, benchmarks and caches can
-be exercised end to end in seconds without downloading 15 GB. The images are noise, of course.
+be exercised end to end in seconds without downloading 15 GB. The images are noise and the answers
+word salad, of course.
 
 Recipe and pitfalls: ``docs/JANUS.md`` section 7 (word-level tokenizer with the Janus special
 strings registered as special tokens, BOS prepended, left padding; image processor with
@@ -33,26 +34,53 @@ _COLOURS = "red orange yellow green blue purple pink brown black white".split()
 _GLUE = "a photo of an and left right of above below the is on in".split()
 _SHAPES = "circle square triangle star cross diamond hexagon".split()
 _PUNCTUATION = [":", ".", ",", "!", "?", "-", "'"]
+# Understanding: the words of the processor's default system prompt and of the MME / MMBench
+# instructions, so the tiny model reads them instead of <unk>, and answer words it can write.
+# The normalizer lowercases every input, so the capital option letters are output-only tokens.
+_ANSWER_WORDS = (
+    "you are helpful language vision assistant able to understand visual content that user provides "
+    "assist with variety tasks using natural please answer yes no or option letter s from given "
+    "choices directly question hint there this image what how many which b c d A B C D"
+).split()
 
 #: plain words every tiny model knows; more can be added with ``words=``
 DEFAULT_WORDS: tuple[str, ...] = tuple(
     [str(d) for d in range(10)] + _NUMBER_WORDS + _COLOURS + _GLUE + _SHAPES
     + [s + ("es" if s.endswith("x") or s.endswith("ss") else "s") for s in _SHAPES] + _PUNCTUATION
+    + _ANSWER_WORDS
 )
 
-# Renders [{"role": "user", "content": "..."}] (or a list of {"type": "text"} parts) as the
-# converted Janus-Pro template does for text-to-image: "<|User|>: {text}\n\n<|Assistant|>:".
-# Written for this project; system turns are ignored, as in generation mode.
+# Renders [{"role": "user", "content": ...}] as the converted Janus-Pro template does:
+# "<|User|>: {content}\n\n<|Assistant|>:". Content is a string or a list of parts; an image part
+# becomes the image token, set off from its neighbours by "\n"; neighbouring text parts are joined
+# by a space; the first part is left-stripped and the last right-stripped. So one image and a
+# question give "<|User|>: <image_placeholder>\n{question}\n\n<|Assistant|>:", the deepseek
+# understanding layout. Written for this project; system turns are ignored (the processor adds
+# the default system prompt itself).
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] | lower == 'user' -%}"
-    "{%- if message['content'] is string -%}{%- set text = message['content'] -%}"
-    "{%- else -%}{%- set text = message['content'] | selectattr('type', 'equalto', 'text')"
-    " | map(attribute='text') | join(' ') -%}{%- endif -%}"
-    "{{ '<|User|>: ' + (text | trim) + '\\n\\n' }}"
+    "{{ '<|User|>: ' }}"
+    "{%- if message['content'] is string -%}{{ message['content'] | trim }}"
+    "{%- else -%}{%- set parts = message['content'] -%}"
+    "{%- for part in parts -%}"
+    "{%- if part['type'] == 'image' -%}"
+    "{%- if not loop.first -%}{{ '\\n' }}{%- endif -%}"
+    "{{ '" + IMAGE + "' }}"
+    "{%- if not loop.last -%}{{ '\\n' }}{%- endif -%}"
+    "{%- elif part['type'] == 'text' -%}"
+    "{%- set text = part['text'] -%}"
+    "{%- if loop.first -%}{%- set text = text.lstrip() -%}{%- endif -%}"
+    "{%- if loop.last -%}{%- set text = text.rstrip() -%}{%- endif -%}"
+    "{%- if not loop.first and parts[loop.index0 - 1]['type'] == 'text' -%}{{ ' ' }}{%- endif -%}"
+    "{{ text }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{{ '\\n\\n' }}"
     "{%- elif message['role'] | lower == 'assistant' and message['content'] -%}"
     "{{ '<|Assistant|>:' }}{%- if message['content'] is string -%}{{ ' ' + (message['content'] | trim) }}"
-    "{%- endif -%}{{ '<｜end▁of▁sentence｜>' }}"
+    "{%- endif -%}{{ '" + EOS + "' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|Assistant|>:' }}{%- endif -%}"
@@ -110,7 +138,10 @@ def tiny_janus_config(vocab: dict[str, int], image_size: int, patch_size: int, h
         vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=4,
         max_position_embeddings=512, bos_token_id=vocab[BOS], eos_token_id=vocab[EOS],
-        pad_token_id=vocab[PAD], tie_word_embeddings=True,
+        pad_token_id=vocab[PAD],
+        # Untied so the text head can get its own scale (see build_tiny_janus); image generation
+        # never uses it.
+        tie_word_embeddings=False,
     )
     vision = JanusVisionConfig(
         hidden_size=32, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2,
@@ -124,7 +155,8 @@ def tiny_janus_config(vocab: dict[str, int], image_size: int, patch_size: int, h
         channel_multiplier=[1] * (int(levels) + 1), num_res_blocks=1,
         projection_dim=hidden, image_token_embed_dim=hidden, num_hidden_layers=2,
     )
-    return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, image_token_id=vocab[IMAGE])
+    return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, image_token_id=vocab[IMAGE],
+                       tie_word_embeddings=False)
 
 
 def build_tiny_janus(
@@ -161,6 +193,14 @@ def build_tiny_janus(
         for linear in (head.proj_out, head.vision_head):
             torch.nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
             torch.nn.init.zeros_(linear.bias)
+        # Same for understanding: with std 0.02 the image features and the text head are so small
+        # that every answer is the same token repeated, whatever the image or the question. These
+        # modules are not used by image generation, and are drawn after the generation head.
+        understanding = [m for m in model.model.aligner.modules() if isinstance(m, torch.nn.Linear)]
+        for linear in (*understanding, model.lm_head):
+            torch.nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+            if linear.bias is not None:
+                torch.nn.init.zeros_(linear.bias)
 
     generation_config = GenerationConfig(
         bos_token_id=vocab[BOS], eos_token_id=vocab[EOS], pad_token_id=vocab[PAD],
@@ -177,7 +217,8 @@ def build_tiny_janus(
     )
     processor = JanusProcessor(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
-        use_default_system_prompt=False, num_image_tokens=config.vision_config.num_image_tokens,
+        # as in converted checkpoints: text mode (understanding) puts the default system prompt first
+        use_default_system_prompt=True, num_image_tokens=config.vision_config.num_image_tokens,
     )
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
