@@ -1,0 +1,3 @@
+"""MME (BradyFU/Awesome-Multimodal-Large-Language-Models, Evaluation branch): 14 yes/no subtasks,
+scored as the official eval_tool/calculation.py does. See docs/MME.md."""
+from benchmarks.mme.benchmark import MME  # noqa: F401  (registers the benchmark)
