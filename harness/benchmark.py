@@ -23,6 +23,9 @@ class Benchmark:
     optional_judge_roles: ClassVar[frozenset[str]] = frozenset()
     #: bump when scoring changes in a way that changes numbers (part of judgement cache keys)
     version: ClassVar[str] = "1"
+    #: keys of ``protocol`` that change only the scoring, never what the model is asked: they stay
+    #: out of generation cache keys, so changing them re-runs the judging and nothing else
+    scoring_keys: ClassVar[frozenset[str]] = frozenset()
     #: for reports: the key of ``scores`` holding the per-category breakdown, its scale, and a note
     #: on how the headline number is formed
     breakdown: ClassVar[str] = ""
@@ -37,6 +40,11 @@ class Benchmark:
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         """Every sample to generate, each with its own seed; ``limit`` keeps the first N items."""
         raise NotImplementedError
+
+    @property
+    def generation_protocol(self) -> dict[str, Any]:
+        """The part of ``protocol`` that changes the model's outputs (generation cache keys)."""
+        return {key: value for key, value in self.protocol.items() if key not in self.scoring_keys}
 
     @property
     def output_kind(self) -> str:

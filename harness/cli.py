@@ -1,8 +1,11 @@
 """The ``harness`` command line.
 
-    harness demo                       GenEval on the shapes world with a tiny Janus, plus a report
+    harness demo                       GenEval, MME, MMBench on the shapes world, tiny Janus, report
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
     harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
+    harness rescore mme FOLDER         official numbers from MME per-subtask answer files
+    harness rescore mmbench FILE       official numbers from an MMBench predictions file
+    harness shapes-data KIND OUT       write shapes-world data in an official layout (mme, mmbench)
     harness report RUN [RUN ...]       Markdown + HTML report of finished runs
     harness plugins                    list registered plugins
     harness tiny-janus DIR             build a tiny random Janus checkpoint (for trying things out)
@@ -44,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="GenEval on the shapes world with a tiny Janus, offline")
+    demo = commands.add_parser("demo", help="GenEval, MME and MMBench on the shapes world, offline")
     demo.add_argument("--out", default="harness-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--per-tag", type=int, default=8, help="shapes prompts per GenEval tag")
+    demo.add_argument("--per-tag", type=int, default=8, help="GenEval shapes prompts per tag")
     demo.add_argument("--images-per-prompt", type=int, default=4)
+    demo.add_argument("--mme-images", type=int, default=10, help="MME shapes images per subtask")
+    demo.add_argument("--mmbench-questions", type=int, default=40)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_demo)
@@ -74,10 +79,40 @@ def build_parser() -> argparse.ArgumentParser:
     geneval.add_argument("--write-results", type=Path, help="also write the scored results.jsonl here")
     geneval.set_defaults(handler=_rescore_geneval)
 
+    mme = targets.add_parser("mme", help="a folder of per-subtask answer files (image, question, GT, answer)")
+    mme.add_argument("folder", type=Path)
+    mme.add_argument("--subtasks", nargs="*", help="score only these subtasks")
+    mme.add_argument("--present-only", action="store_true",
+                     help="score the subtask files present instead of requiring all 14")
+    mme.set_defaults(handler=_rescore_mme)
+
+    mmbench = targets.add_parser("mmbench", help="a predictions file (tsv, csv or xlsx) in VLMEvalKit format")
+    mmbench.add_argument("path", type=Path)
+    mmbench.add_argument("--data", type=Path, help="the MMBench TSV, to take answers and categories from "
+                         "(needed for LLaVA submission files)")
+    mmbench.add_argument("--rule-version", default=None, help="answer-extraction rules (default: current)")
+    mmbench.add_argument("--judge-url", help="OpenAI-compatible base URL of the LLM choice extractor "
+                         "(default: exact matching, no judge)")
+    mmbench.add_argument("--judge-model", help="judge model snapshot, e.g. gpt-4o-mini-2024-07-18")
+    mmbench.add_argument("--judge-key-env", default="OPENAI_API_KEY", help="environment variable with the key")
+    mmbench.add_argument("--allow-alias", action="store_true", help="accept an undated judge model name")
+    mmbench.add_argument("--judge-fallback", choices=["seeded", "fail"], default="seeded")
+    mmbench.add_argument("--seed", type=int, default=0, help="seed of the flagged fallback choice")
+    mmbench.set_defaults(handler=_rescore_mmbench)
+
     report = commands.add_parser("report", help="Markdown + HTML report of finished runs")
     report.add_argument("runs", nargs="+", type=Path)
     report.add_argument("--out", type=Path, help="folder for report.md / report.html (default: first run)")
     report.set_defaults(handler=_report)
+
+    shapes = commands.add_parser("shapes-data", help="write shapes-world data in an official layout")
+    shapes.add_argument("kind", choices=["mme", "mmbench"])
+    shapes.add_argument("out", type=Path, help="folder (mme) or .tsv file (mmbench)")
+    shapes.add_argument("--items", type=int, default=10, help="images per MME subtask, or MMBench questions")
+    shapes.add_argument("--size", type=int, default=128, help="image side in pixels")
+    shapes.add_argument("--seed", type=int, default=0)
+    shapes.add_argument("--legacy", action="store_true", help="mmbench: the legacy TSV layout")
+    shapes.set_defaults(handler=_shapes_data)
 
     plugins = commands.add_parser("plugins", help="list registered plugins")
     plugins.set_defaults(handler=_plugins)
@@ -135,6 +170,35 @@ def _rescore_geneval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rescore_mme(args: argparse.Namespace) -> int:
+    from benchmarks.mme.rescore import format_summary, rescore_folder
+
+    summary = rescore_folder(args.folder, subtasks=args.subtasks or None, present_only=args.present_only)
+    print(format_summary(summary))
+    print(json.dumps({"perception": summary["perception"], "cognition": summary["cognition"],
+                      "subtasks": summary["subtasks"]}))
+    return 0
+
+
+def _rescore_mmbench(args: argparse.Namespace) -> int:
+    from benchmarks.mmbench.extract import DEFAULT_RULE_VERSION
+    from benchmarks.mmbench.rescore import format_summary, rescore_predictions
+
+    judge = None
+    if args.judge_url or args.judge_model:
+        if not (args.judge_url and args.judge_model):
+            raise HarnessError("--judge-url and --judge-model go together")
+        from harness.judges.chat import OpenAIChatJudge
+
+        judge = OpenAIChatJudge(base_url=args.judge_url, model=args.judge_model,
+                                api_key_env=args.judge_key_env, allow_alias=args.allow_alias)
+    summary = rescore_predictions(args.path, judge=judge, rule_version=args.rule_version or DEFAULT_RULE_VERSION,
+                                  judge_fallback=args.judge_fallback, seed=args.seed, data=args.data)
+    print(format_summary(summary))
+    print(json.dumps({"overall": summary["overall"], "l2": summary["l2"], "l3": summary["l3"]}))
+    return 0
+
+
 def _key_values(items: Sequence[str]) -> dict[str, str]:
     bad = [item for item in items if "=" not in item]
     if bad:
@@ -149,6 +213,19 @@ def _report(args: argparse.Namespace) -> int:
     paths = write_report(args.runs, out)
     for path in paths:
         print(path)
+    return 0
+
+
+def _shapes_data(args: argparse.Namespace) -> int:
+    from harness.shapes.understanding import write_mmbench_shapes, write_mme_shapes
+
+    if args.items < 1:
+        raise HarnessError(f"--items must be at least 1, got {args.items}")
+    if args.kind == "mme":
+        print(write_mme_shapes(args.out, per_subtask=args.items, seed=args.seed, size=args.size))
+    else:
+        print(write_mmbench_shapes(args.out, questions=args.items, seed=args.seed, size=args.size,
+                                   legacy=args.legacy))
     return 0
 
 
@@ -174,8 +251,14 @@ def _tiny_janus(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from harness.demo import run_demo
 
-    report = run_demo(Path(args.out), per_tag=args.per_tag, images_per_prompt=args.images_per_prompt,
-                      seed=args.seed, show_progress=not args.no_progress)
+    from harness.demo import DemoSize
+
+    for flag in ("per_tag", "images_per_prompt", "mme_images", "mmbench_questions"):
+        if getattr(args, flag) < 1:
+            raise HarnessError(f"--{flag.replace('_', '-')} must be at least 1")
+    size = DemoSize(per_tag=args.per_tag, images_per_prompt=args.images_per_prompt,
+                    mme_images_per_subtask=args.mme_images, mmbench_questions=args.mmbench_questions)
+    report = run_demo(Path(args.out), size, seed=args.seed, show_progress=not args.no_progress)
     print(f"report: {report}")
     return 0
 

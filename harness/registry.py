@@ -34,7 +34,12 @@ BUILTIN_MODULES = (
     "harness.judges.clip_color",
     "harness.shapes.detector",
     "harness.shapes.renderer_model",
+    "harness.shapes.answerer_model",
+    "harness.models.openai_chat",
+    "harness.judges.chat",
     "benchmarks.geneval",
+    "benchmarks.mme",
+    "benchmarks.mmbench",
 )
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

@@ -297,22 +297,25 @@ def _restore(path: Path, blob: Path, digest: str) -> bool:
 def _generation_key(model: ModelAdapter, benchmark: Benchmark, request: Request) -> str:
     # image-only prompts keep their plain-string form, so existing caches stay valid
     material = request.key_material() if request.images else request.prompt
-    return generation_key(model.model_digest, model.protocol, benchmark.protocol,
+    return generation_key(model.model_digest, model.protocol, benchmark.generation_protocol,
                           material, request.sample_id, request.seed)
 
 
 def judge_identity(spec: RunSpec, benchmark: Benchmark) -> dict:
-    """What identifies each judge in cache keys, without loading it: its spec, its plugin version,
-    and fingerprints of the files its parameters name (a changed detections file or checkpoint at
-    the same path must not reuse old verdicts)."""
+    """What identifies each judge in cache keys, without loading it: its parameters (less those
+    the plugin lists in ``transport_params``: where the server is and how patiently it is called
+    change no verdict), its plugin version, and fingerprints of the files its parameters name (a
+    changed detections file or checkpoint at the same path must not reuse old verdicts)."""
     identity = {}
     for role, kind in present_judge_roles(spec, benchmark).items():
         component = spec.judges[role]
         plugin = registry.get(kind, component.name)
         version = getattr(plugin, "version", None) or getattr(sys.modules.get(plugin.__module__), "VERSION", "1")
-        files = {name: _fingerprint(Path(value)) for name, value in component.params.items()
+        transport = set(getattr(plugin, "transport_params", ()))
+        params = {name: value for name, value in component.params.items() if name not in transport}
+        files = {name: _fingerprint(Path(value)) for name, value in params.items()
                  if isinstance(value, str) and Path(value).exists()}
-        identity[role] = {**component.to_dict(), "version": str(version), "files": files}
+        identity[role] = {"name": component.name, "params": params, "version": str(version), "files": files}
     return identity
 
 

@@ -56,6 +56,7 @@ class GenEval(Benchmark):
 
     judge_roles = {"detector": "detector", "color_classifier": "color_classifier"}
     version = "1"
+    scoring_keys = frozenset({"options", "aggregation", "class_names_hash"})
     breakdown = "tasks"
     scale_note = "0-1, unweighted mean of the six per-tag image accuracies"
 
