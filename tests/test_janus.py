@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from harness.models import janus as janus_module
+from harness.models import janus_loading
 from harness.models.base import Request
 from harness.models.janus import JanusAdapter, JanusLoadError, checkpoint_digest
 from harness.models.tiny_janus import BOI, BOS, PAD, USER, build_tiny_janus
@@ -177,7 +177,7 @@ def test_model_digest_tracks_weights(tmp_path, tiny_dir, adapter):
     other_seed = build_tiny_janus(tmp_path / "other", words=["apple"], seed=1)
     digest = adapter.model_digest
     assert len(digest) == 16 and digest == adapter.model_digest
-    janus_module._DIGEST_CACHE.clear()  # recomputed from the files: stable across runs
+    janus_loading._DIGEST_CACHE.clear()  # recomputed from the files: stable across runs
     assert checkpoint_digest(tiny_dir) == digest
     assert checkpoint_digest(same_seed) == digest  # same seed, same weights
     assert checkpoint_digest(other_seed) != digest
