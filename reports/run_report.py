@@ -79,16 +79,27 @@ def _score_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _flat(values: dict, prefix: str = "") -> list[str]:
+    """``key=value`` pairs of the scalars in ``values``, one level of nesting as ``outer.inner``,
+    newlines shown as ``\\n`` so that each stays on one line."""
+    pairs = []
+    for key, value in values.items():
+        if isinstance(value, dict) and not prefix:
+            pairs += _flat(value, f"{key}.")
+        elif isinstance(value, (str, int, float, bool)):
+            pairs.append(f"{prefix}{key}={value}".replace("\n", "\\n"))
+    return pairs
+
+
 def _protocol_lines(run: RunView) -> list[str]:
     protocol = run.summary["protocol"]
-    model = protocol.get("model", {})
+    model = {k: v for k, v in protocol.get("model", {}).items() if k != "name"}
     judges = ", ".join(f"{role}={spec['name']}" for role, spec in protocol.get("judges", {}).items())
-    shown = {k: v for k, v in protocol.items() if isinstance(v, (str, int, float, bool))
-             and k not in ("benchmark", "run_seed", "limit", "seed_policy")}
+    shown = {k: v for k, v in protocol.items()
+             if k not in ("benchmark", "model", "judges", "run_seed", "limit", "seed_policy")}
     return [
-        f"benchmark {protocol.get('benchmark')}: " + ", ".join(f"{k}={v}" for k, v in shown.items()),
-        f"model {model.get('name')}: " + ", ".join(f"{k}={v}" for k, v in model.items()
-                                                  if k != "name" and isinstance(v, (str, int, float, bool))),
+        f"benchmark {protocol.get('benchmark')}: " + ", ".join(_flat(shown)),
+        f"model {protocol.get('model', {}).get('name')}: " + ", ".join(_flat(model)),
         f"judges: {judges or 'none (rule-based scoring)'}",
         f"run seed {protocol.get('run_seed')}; spec {run.summary['spec_hash']}; "
         f"model digest {run.summary['model_digest']}; results artifact {run.artifact_hash}",

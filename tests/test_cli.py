@@ -63,15 +63,20 @@ def test_unknown_plugin_in_a_spec_suggests_the_right_name(tmp_path, capsys):
 
 def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--per-tag", "1", "--images-per-prompt", "2",
-                 "--no-progress"]) == 0
+                 "--mme-images", "2", "--mmbench-questions", "6", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
-    assert "shapes-renderer: overall 1.0000" in out
+    assert "geneval shapes-renderer: overall 1.0000" in out
+    # four shapes subtasks, every question right: 4 x (100 + 100) points; every MMBench question right
+    assert "mme shapes-answerer: perception 800.00" in out
+    assert "mmbench shapes-answerer: overall 1.0000" in out
     page = (tmp_path / "report.html").read_text()
     assert "<table" in page and page.count("data:image/png;base64") >= 2 * 6 * 2
     assert "http://" not in page and "https://" not in page  # self-contained
+    assert "<h2>mme</h2>" in page and "<h2>mmbench</h2>" in page and "answer (raw)" in page
     markdown = (tmp_path / "report.md").read_text()
     assert "| tiny-janus | janus |" in markdown and "| shapes-renderer | shapes-renderer | 1.0000 |" in markdown
+    assert "| shapes-answerer | shapes-answerer | 800.00 | 200.00 | 200.00 | 200.00 | 200.00 |" in markdown
 
 
 @pytest.mark.parametrize("override, message", [
@@ -90,3 +95,42 @@ def test_bad_spec_values_are_one_line_errors(tmp_path, capsys, override, message
     code = main(["eval", str(spec), "--out", str(tmp_path / "run"), "--set", override, "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+MME_SUBTASKS = ["existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
+                "artwork", "OCR", "commonsense_reasoning", "numerical_calculation", "text_translation",
+                "code_reasoning"]
+
+
+def test_rescore_mme_prints_official_totals_as_last_line(tmp_path, capsys):
+    for name in MME_SUBTASKS:
+        # one image: the Yes question answered "Yes", the No question answered "Yes" (wrong), except in
+        # existence where both are right: acc 1/2, acc+ 0 -> 50 points; existence 200 points
+        second = "No" if name == "existence" else "Yes"
+        (tmp_path / f"{name}.txt").write_text(f"1.png\tIs it? Please answer yes or no.\tYes\tYes\n"
+                                              f"1.png\tIs it not? Please answer yes or no.\tNo\t{second}\n")
+    assert main(["rescore", "mme", str(tmp_path)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["perception"] == 200 + 9 * 50 and last["cognition"] == 4 * 50
+    assert last["subtasks"]["existence"] == 200 and last["subtasks"]["OCR"] == 50
+
+    (tmp_path / "count.txt").write_text("1.png\tIs it?\tYes\n")  # three fields, not four
+    assert main(["rescore", "mme", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'count.txt'}:1" in capsys.readouterr().err
+
+
+def test_rescore_mmbench_prints_circular_accuracy_as_last_line(tmp_path, capsys):
+    header = "index\tquestion\tA\tB\tanswer\tcategory\tl2-category\tsplit\tprediction\n"
+    rows = [  # question 0 right in both passes; question 1 wrong in its second pass
+        "0\tWhich?\tred\tblue\tA\tattribute_recognition\tfinegrained_perception (instance-level)\tdev\tA\n",
+        "1000000\tWhich?\tblue\tred\tB\tattribute_recognition\tfinegrained_perception (instance-level)\tdev\tThe answer is B\n",
+        "1\tWhere?\tleft\tright\tB\tobject_localization\tfinegrained_perception (instance-level)\tdev\tB\n",
+        "1000001\tWhere?\tright\tleft\tA\tobject_localization\tfinegrained_perception (instance-level)\tdev\tB\n",
+    ]
+    path = tmp_path / "preds.tsv"
+    path.write_text(header + "".join(rows))
+    assert main(["rescore", "mmbench", str(path)]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["overall"] == 0.5
+    assert last["l3"] == {"attribute_recognition": 1.0, "object_localization": 0.0}
+    assert list(last["l2"].values()) == [0.5]
