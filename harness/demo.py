@@ -15,6 +15,7 @@ from one that does not.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,9 @@ def demo_specs(out: Path, model_dir: Path, size: DemoSize, seed: int) -> dict[st
     shapes_judges = {"detector": ComponentSpec("shapes"), "color_classifier": ComponentSpec("shapes")}
     janus_answers = ComponentSpec("janus", {"path": janus_path, "batch_size": 16,
                                             "max_new_tokens": size.answer_tokens})
-    mme = ComponentSpec("mme", {"data": str((out / "data" / "mme-shapes").resolve())})
-    mmbench = ComponentSpec("mmbench", {"data": str((out / "data" / "mmbench-shapes.tsv").resolve())})
+    mme_data, mmbench_data = demo_data_paths(out, size, seed)
+    mme = ComponentSpec("mme", {"data": str(mme_data.resolve())})
+    mmbench = ComponentSpec("mmbench", {"data": str(mmbench_data.resolve())})
     return {
         "geneval": {
             "tiny-janus": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed,
@@ -69,14 +71,28 @@ def _headline(benchmark: str, scores: dict) -> str:
     return f"overall {scores['overall']:.4f} (CircularEval)"
 
 
-def write_demo_data(out: Path, size: DemoSize, seed: int) -> None:
+def demo_data_paths(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path]:
+    """Named by size and seed, so a demo with other sizes never reuses stale data."""
+    data = out / "data"
+    return (data / f"mme-shapes-{size.mme_images_per_subtask}-seed{seed}",
+            data / f"mmbench-shapes-{size.mmbench_questions}-seed{seed}.tsv")
+
+
+def write_demo_data(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path]:
+    """Write the shapes data once; each file or folder appears complete or not at all."""
     from harness.shapes.understanding import write_mmbench_shapes, write_mme_shapes
 
-    data = out / "data"
-    if not (data / "mme-shapes").is_dir():
-        write_mme_shapes(data / "mme-shapes", per_subtask=size.mme_images_per_subtask, seed=seed)
-    if not (data / "mmbench-shapes.tsv").is_file():
-        write_mmbench_shapes(data / "mmbench-shapes.tsv", questions=size.mmbench_questions, seed=seed)
+    mme, mmbench = demo_data_paths(out, size, seed)
+    if not mme.is_dir():
+        partial = mme.with_name(mme.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_mme_shapes(partial, per_subtask=size.mme_images_per_subtask, seed=seed)
+        partial.rename(mme)
+    if not mmbench.is_file():
+        partial = mmbench.with_name(mmbench.name + ".partial")
+        write_mmbench_shapes(partial, questions=size.mmbench_questions, seed=seed)
+        partial.rename(mmbench)
+    return mme, mmbench
 
 
 def run_demo(out: Path, size: DemoSize = DemoSize(), seed: int = 0, show_progress: bool = True) -> Path:

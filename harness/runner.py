@@ -151,7 +151,10 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
         if benchmark.capability not in model.capabilities or benchmark.capability not in CAPABILITY_METHODS:
             raise HarnessError(f"model {spec.model.name!r} cannot do {benchmark.capability!r} "
                                f"(it can: {sorted(model.capabilities)})")
-        judge_factories = build_judges(spec, benchmark)
+        judges = LazyJudges(build_judges(spec, benchmark))
+        for role, kind in present_judge_roles(spec, benchmark).items():
+            if getattr(registry.get(kind, spec.judges[role].name), "build_eagerly", False):
+                judges[role]  # cheap to build: find a bad judge setting before paying for generation
 
         started = time.perf_counter()
         outputs, generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress,
@@ -159,7 +162,6 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
         timing["generation_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        judges = LazyJudges(judge_factories)
         records, judged = _judge(spec, benchmark, mine, outputs, cache_dir, dist, judges,
                                  judge_batch_size, show_progress)
         timing["judging_s"] = time.perf_counter() - started
@@ -177,17 +179,35 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
 
 
 def _check_run_folder(run_dir: Path, spec: RunSpec, dist: DistContext) -> None:
-    """A run folder holds one spec; resuming with a different spec would mix two experiments."""
+    """A run folder holds one experiment; resuming with a different one would mix two. Specs that
+    differ only in plugins' ``transport_params`` (a server's address, retry patience) are the same
+    experiment: the folder takes the new spec and goes on."""
     spec_file = run_dir / "spec.yaml"
     if spec_file.exists() and _holds_results(run_dir):
         existing = RunSpec.load(spec_file)
-        if existing.hash != spec.hash:
+        if existing.hash == spec.hash:
+            return
+        if hash_value(experiment_identity(existing)) != hash_value(experiment_identity(spec)):
             raise HarnessError(f"{run_dir} already holds a run of a different spec (hash {existing.hash}, "
                                f"this one {spec.hash}); choose another output folder")
-        return
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(spec_file, spec.to_yaml())
+
+
+def experiment_identity(spec: RunSpec) -> dict:
+    """The spec less every plugin's ``transport_params``: what decides the numbers."""
+    def strip(kind: str, component) -> dict:
+        transport = set(getattr(registry.get(kind, component.name), "transport_params", ()))
+        return {"name": component.name,
+                "params": {k: v for k, v in component.params.items() if k not in transport}}
+
+    data = spec.to_dict()
+    data["model"] = strip("model", spec.model)
+    benchmark = registry.get("benchmark", spec.benchmark.name)
+    data["judges"] = {role: strip(benchmark.judge_roles[role], component) if role in benchmark.judge_roles
+                      else component.to_dict() for role, component in spec.judges.items()}
+    return data
 
 
 def _holds_results(run_dir: Path) -> bool:
@@ -227,6 +247,7 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[Request], ru
     produce = getattr(model, CAPABILITY_METHODS[benchmark.capability])
     batch_size = max(1, int(getattr(model, "batch_size", 8)))
     done = 0
+    failed: list[tuple[int, Exception]] = []
     batches = list(batched(pending, batch_size))
     for batch in progress(batches, len(batches), "generate", show_progress and dist.is_main):
         try:
@@ -248,14 +269,16 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[Request], ru
                 entry.update(output_path=relative, output_hash=digest)
                 outputs[request.sample_id] = run_dir / relative
             cache.put(key, entry)
-        if failure is not None:
-            cache.close()
-            raise HarnessError(f"the model failed on {len(batch) - len(produced)} of {len(batch)} requests "
-                               f"({failure}); finished outputs are cached, run again to resume")
-        done += len(batch)
+        if failure is not None:  # go on with the other batches; stop once they are done
+            failed.append((len(batch) - len(produced), failure))
+        done += len(produced)
         if after_batch is not None:
             after_batch(done)
     cache.close()
+    if failed:
+        raise HarnessError(f"the model failed on {sum(n for n, _ in failed)} of {len(pending)} requests "
+                           f"(first: {failed[0][1]}); every finished output is cached: run again to retry "
+                           "only the failed ones")
     return outputs, done
 
 
@@ -295,10 +318,9 @@ def _restore(path: Path, blob: Path, digest: str) -> bool:
 
 
 def _generation_key(model: ModelAdapter, benchmark: Benchmark, request: Request) -> str:
-    # image-only prompts keep their plain-string form, so existing caches stay valid
     material = request.key_material() if request.images else request.prompt
-    return generation_key(model.model_digest, model.protocol, benchmark.generation_protocol,
-                          material, request.sample_id, request.seed)
+    return generation_key(model.model_digest, model.protocol_for(benchmark.capability),
+                          benchmark.generation_protocol, material, request.sample_id, request.seed)
 
 
 def judge_identity(spec: RunSpec, benchmark: Benchmark) -> dict:
@@ -336,7 +358,8 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: di
     for request in mine:
         output = outputs[request.sample_id]
         key = judgement_key(output_hash(output), identity, options,
-                            {"sample_id": request.sample_id, "item": benchmark.judge_item(request)})
+                            {"sample_id": request.sample_id, "seed": request.seed,
+                             "item": benchmark.judge_item(request)})
         keyed.append((request, output, key))
     records: dict[str, SampleRecord] = {}
     pending = []
@@ -405,7 +428,7 @@ def _merge(spec: RunSpec, benchmark: Benchmark, model: ModelAdapter, requests: l
     official_files = benchmark.write_official(run_dir, records)
     scores, counts = benchmark.summarize(records)
     protocol = {"benchmark": spec.benchmark.name, **benchmark.protocol,
-                "model": {"name": spec.model.name, **model.protocol},
+                "model": {"name": spec.model.name, **model.protocol_for(benchmark.capability)},
                 "judges": {role: spec.judges[role].to_dict() for role in present_judge_roles(spec, benchmark)},
                 "seed_policy": "sample_seed(run_seed, benchmark, sample_id) = sha256 -> 63 bits",
                 "run_seed": spec.seed, "limit": spec.limit}

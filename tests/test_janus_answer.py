@@ -144,7 +144,7 @@ def test_max_new_tokens_is_respected(tiny_dir, adapter):
 
 
 def test_protocol_records_understanding_settings(tiny_dir, adapter):
-    answer = adapter.protocol["answer"]
+    answer = adapter.protocol_for("answer")["answer"]
     assert answer["decoding"] == "greedy" and answer["max_new_tokens"] == MAX_NEW_TOKENS
     assert answer["system_prompt"] is True
     assert answer["system_prompt_sha256"] == hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:16]
@@ -152,14 +152,17 @@ def test_protocol_records_understanding_settings(tiny_dir, adapter):
     assert "answer" in JanusAdapter.capabilities and "text_to_image" in JanusAdapter.capabilities
 
     other = JanusAdapter(tiny_dir, max_new_tokens=MAX_NEW_TOKENS + 1)
-    assert other.protocol != adapter.protocol
-    assert other.protocol["answer"]["max_new_tokens"] == MAX_NEW_TOKENS + 1
+    assert other.protocol_for("answer") != adapter.protocol_for("answer")
+    assert other.protocol_for("answer")["answer"]["max_new_tokens"] == MAX_NEW_TOKENS + 1
+    # answer settings never touch image cache keys, nor image settings answer keys
+    assert other.protocol_for("text_to_image") == adapter.protocol_for("text_to_image")
+    hotter = JanusAdapter(tiny_dir, max_new_tokens=MAX_NEW_TOKENS, cfg_weight=3.0)
+    assert hotter.protocol_for("answer") == adapter.protocol_for("answer")
+    assert hotter.protocol_for("text_to_image") != adapter.protocol_for("text_to_image")
 
     no_system = JanusAdapter(tiny_dir, max_new_tokens=MAX_NEW_TOKENS, system_prompt=False)
-    assert no_system.protocol["answer"]["system_prompt"] is False
-    assert no_system.protocol["answer"]["system_prompt_sha256"] is None
-    ids = no_system.build_question_inputs(["what"], [_noise(20, 20, seed=5)])["input_ids"][0].tolist()
-    assert no_system.processor.tokenizer.convert_ids_to_tokens(ids[:3]) == [BOS, "<|User|>", ":"]
+    assert no_system.protocol_for("answer")["answer"]["system_prompt"] is False
+    assert no_system.protocol_for("answer")["answer"]["system_prompt_sha256"] is None
 
 
 def test_request_without_exactly_one_image_is_refused(adapter):

@@ -121,13 +121,14 @@ def test_answers_live_in_records_and_a_finished_run_asks_nothing_again(tmp_path)
 
 def test_a_partly_failed_batch_keeps_its_finished_answers(tmp_path):
     CALLS.clear()
-    with pytest.raises(HarnessError, match="failed on 1 of 4"):
-        evaluate(_spec(fail_on=["q5"]), tmp_path / "run", cache_dir=tmp_path / "cache", show_progress=False)
-    assert CALLS == [f"q{n}" for n in range(8)]  # batches of 4: the run stopped after the second
+    with pytest.raises(HarnessError, match="failed on 2 of 10"):
+        evaluate(_spec(fail_on=["q1", "q5"]), tmp_path / "run", cache_dir=tmp_path / "cache",
+                 show_progress=False)
+    assert CALLS == [f"q{n}" for n in range(10)]  # every batch was tried before stopping
     CALLS.clear()
     # the API recovers; a spec that differs only in its failure script shares the cache
     resumed = evaluate(_spec(), tmp_path / "run2", cache_dir=tmp_path / "cache", show_progress=False)
-    assert CALLS == ["q5", "q8", "q9"]  # q4, q6, q7 of the failed batch were kept
+    assert CALLS == ["q1", "q5"]  # everything else of the failed batches was kept
     assert resumed.summary.scores == {"overall": 1.0}
 
 

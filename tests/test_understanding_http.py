@@ -150,3 +150,27 @@ def test_an_api_model_answers_mme_over_http(tmp_path):
     # "Yes" to everything: acc = 1/2 and acc+ = 0 in every subtask, so 50 points each (by hand)
     assert outcome.summary.scores["subtasks"] == {"existence": 50.0, "count": 50.0, "position": 50.0, "color": 50.0}
     assert outcome.summary.usage["model"]["retries"] == 2
+
+
+def test_a_bad_judge_setting_stops_the_run_before_any_answer_is_paid_for(tmp_path, tsv):
+    from harness.errors import HarnessError
+
+    with FakeOpenAIServer(judge_replies) as server:
+        spec = _spec(tsv, server.base_url).with_overrides(
+            {"judges.choice_extractor.params.model": "gpt-4o-mini"})  # an undated alias
+        with pytest.raises(HarnessError, match="undated alias"):
+            evaluate(spec, tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "cache" / "generations.rank0.jsonl").exists()
+
+
+def test_a_run_resumes_in_its_folder_when_only_the_server_address_changed(tmp_path, tsv):
+    script = {4: Fault.server_error(500)}
+    with FakeOpenAIServer(lambda body: judge_replies(body, script), served_model=JUDGE_MODEL) as server:
+        first = evaluate(_spec(tsv, server.base_url), tmp_path / "run", show_progress=False)
+    assert first.summary.counts["judge_failed"] > 0
+    with FakeOpenAIServer(judge_replies, served_model=JUDGE_MODEL) as server:
+        again = evaluate(_spec(tsv, server.base_url, max_retries=1), tmp_path / "run", show_progress=False)
+    assert again.generated == 0 and again.summary.counts["judge_failed"] == 0
+    with pytest.raises(Exception, match="different spec"):  # the judge model is part of the experiment
+        evaluate(_spec(tsv, "http://127.0.0.1:9/v1", model="other-judge-2025-01-01"), tmp_path / "run",
+                 show_progress=False)

@@ -45,6 +45,9 @@ class OpenAIChatJudge:
     ``images_after_text`` attribute gets the text first (ImgEdit's official order).
     """
 
+    #: building makes no call: the runner builds it before generating, so an undated model or a
+    #: missing key stops the run before anything is paid for
+    build_eagerly = True
     transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
                         "backoff_s", "backoff_max_s", "prices")
 

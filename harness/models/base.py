@@ -70,6 +70,11 @@ class ModelAdapter:
         """Generation parameters recorded in the protocol card and in cache keys."""
         return {}
 
+    def protocol_for(self, capability: str) -> dict:
+        """The protocol for one capability (adapters with several capabilities override this so
+        that, say, an answer setting does not change image cache keys)."""
+        return self.protocol
+
     @property
     def usage(self) -> dict:
         """Tokens, requests and cost spent by this process (API adapters); empty otherwise."""

@@ -145,12 +145,19 @@ class JanusAdapter(ModelAdapter):
             "device_type": self.device.type,  # kernels differ between CPU and GPU: not the same samples
             "sampling": "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)",
             "decode": "decode_image_tokens, clip((x+1)/2*255) truncated to uint8",
-            "answer": self.answer_protocol,
         }
+
+    def protocol_for(self, capability: str) -> dict:
+        """Image settings for generation, understanding settings for answers: changing
+        ``max_new_tokens`` must not regenerate images, nor ``cfg_weight`` re-answer questions."""
+        if capability == "answer":
+            return {"adapter_version": ADAPTER_VERSION, "dtype": str(self.dtype).removeprefix("torch."),
+                    "device_type": self.device.type, "answer": self.answer_protocol}
+        return self.protocol
 
     @property
     def answer_protocol(self) -> dict:
-        """Understanding parameters (part of ``protocol``)."""
+        """Understanding parameters (part of ``protocol_for("answer")``)."""
         system = self.system_prompt_text
         return {
             "version": ANSWER_VERSION,

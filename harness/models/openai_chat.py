@@ -39,6 +39,9 @@ class OpenAIChatModel(ModelAdapter):
     """
 
     capabilities = frozenset({"answer"})
+    #: where the server is and how patiently it is called: no part of the experiment's identity
+    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
+                        "backoff_s", "backoff_max_s", "prices")
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 512,
