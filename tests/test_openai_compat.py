@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import io
+import math
+import ssl
 import time
 
 import pytest
 from PIL import Image
 
-from harness.clients.openai_compat import (OpenAICompatClient, chat_messages, image_data_url,
-                                           is_dated_snapshot, user_message)
+from harness.clients.messages import chat_messages, image_data_url, is_dated_snapshot, user_message
+from harness.clients.openai_compat import OpenAICompatClient
 from harness.errors import HarnessError, PartialBatchError
 from harness.judges.base import ChatJudge, ChatPrompt
 from harness.judges.chat import OpenAIChatJudge, UndatedJudgeModelError
@@ -82,15 +85,35 @@ def test_missing_key_is_an_error_for_remote_servers_only():
     assert not server.requests[0].has_authorization
 
 
-def test_429_is_retried_after_the_retry_after_header_capped():
+def test_429_honours_retry_after_beyond_backoff_max_up_to_its_own_cap():
     sleeps: list[float] = []
-    with FakeOpenAIServer(faults=[Fault.rate_limited("2"), Fault.rate_limited("100")]) as server:
+    faults = [Fault.rate_limited("2"), Fault.rate_limited("60"), Fault.rate_limited("500"),
+              Fault.rate_limited_ms("1500")]
+    with FakeOpenAIServer(faults=faults) as server:
         result = make_client(server, sleeps, backoff_max_s=5.0).chat([user_message("hi")])
-    assert (result.text, result.attempts) == ("echo: hi", 3)
-    assert sleeps == [2.0, 5.0]
-    assert len(server.requests) == 3
+    assert (result.text, result.attempts) == ("echo: hi", 5)
+    assert sleeps == [2.0, 60.0, 120.0, 1.5]  # the default retry_after_max_s is 120, not backoff_max_s
+    assert len(server.requests) == 5
     usage = make_usage_subset(result)
     assert usage == {"prompt_tokens": 1, "completion_tokens": 2}
+    sleeps.clear()
+    with FakeOpenAIServer(faults=[Fault.rate_limited("60")]) as server:
+        make_client(server, sleeps, retry_after_max_s=10.0).chat([user_message("hi")])
+    assert sleeps == [10.0]
+    with pytest.raises(HarnessError, match="retry_after_max_s"):
+        OpenAICompatClient("http://127.0.0.1:1/v1", DATED, retry_after_max_s=math.inf)
+
+
+def test_non_finite_retry_after_falls_back_to_the_jittered_backoff():
+    sleeps: list[float] = []
+    faults = [Fault.rate_limited("nan"), Fault.rate_limited("inf"), Fault.rate_limited_ms("NaN")]
+    with FakeOpenAIServer(faults=faults) as server:
+        client = make_client(server, sleeps, backoff_s=1.0, backoff_max_s=8.0)
+        result = client.chat([user_message("hi")])
+    assert (result.text, result.attempts) == ("echo: hi", 4)
+    # retry n waits uniform(0, min(8, 1 * 2**n)): bounds 1, 2, 4 (time.sleep(nan) would raise)
+    assert len(sleeps) == 3 and all(math.isfinite(seconds) for seconds in sleeps)
+    assert [0 <= seconds <= bound for seconds, bound in zip(sleeps, (1.0, 2.0, 4.0))] == [True] * 3
 
 
 def make_usage_subset(result) -> dict:
@@ -250,3 +273,89 @@ def test_connection_refused_is_retried_then_reported():
     result = client.chat([user_message("hi")])
     assert result.text is None and result.attempts == 3 and len(sleeps) == 2
     assert "connection failed" in result.error
+
+
+def test_key_with_surrounding_whitespace_is_stripped(monkeypatch):
+    monkeypatch.setenv(ENV, f" {SECRET}\r\n")  # as an env file or a pasted key may leave it
+    with FakeOpenAIServer(api_key=SECRET) as server:
+        result = make_client(server).chat_many([[user_message("hi")]])[0]
+    assert (result.text, result.error) == ("echo: hi", None)
+
+
+@pytest.mark.parametrize("bad", ["\n", "\x01", "\x7f", " ", "\u00e9"])
+def test_key_with_an_inner_control_character_is_refused_without_quoting_it(monkeypatch, bad):
+    key = SECRET[:6] + bad + SECRET[6:]
+    monkeypatch.setenv(ENV, key)
+    with FakeOpenAIServer(api_key=SECRET) as server:
+        client = make_client(server)
+        for call in (client.check_credentials, lambda: client.chat_many([[user_message("hi")]])):
+            with pytest.raises(HarnessError, match=f"{ENV}.*position 6") as caught:
+                call()
+            assert SECRET[:6] not in str(caught.value) and SECRET[6:] not in str(caught.value)
+    assert server.requests == []
+
+
+def test_an_unexpected_exception_fails_one_call_not_the_batch_and_the_key_is_masked(monkeypatch):
+    monkeypatch.setenv(ENV, SECRET)
+    with FakeOpenAIServer(api_key=SECRET) as server:
+        client = make_client(server, max_concurrency=2)
+        real_open = client._opener.open
+
+        def open_or_fail(request, timeout):  # what http.client raises for a header it refuses
+            if b"boom" in request.data:
+                raise ValueError(f"Invalid header value b'Bearer {SECRET}\\n'")
+            return real_open(request, timeout=timeout)
+
+        monkeypatch.setattr(client._opener, "open", open_or_fail)
+        results = client.chat_many([[user_message(text)] for text in ("a", "boom", "c")])
+    assert [result.text for result in results] == ["echo: a", None, "echo: c"]
+    failed = results[1]
+    assert failed.attempts == 1 and failed.error.startswith("unexpected ValueError: Invalid header value")
+    assert "***" in failed.error and SECRET not in failed.error
+    assert client.usage["failures"] == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_so_the_key_never_reaches_another_host(monkeypatch, status):
+    monkeypatch.setenv(ENV, SECRET)
+    sleeps: list[float] = []
+    with FakeOpenAIServer() as elsewhere:
+        port = elsewhere.base_url.rsplit(":", 1)[1].split("/")[0]
+        location = f"http://localhost:{port}/v1/chat/completions"  # another host name
+        with FakeOpenAIServer(faults=[Fault.redirect(location, status)]) as server:
+            result = make_client(server, sleeps).chat([user_message("hi")])
+    assert elsewhere.requests == []
+    assert result.text is None and result.attempts == 1 and sleeps == [] and len(server.requests) == 1
+    assert result.error.startswith(f"HTTP {status}: the server redirects to localhost;")
+    assert SECRET not in result.error
+
+
+def test_a_tls_certificate_failure_is_not_retried(monkeypatch):
+    monkeypatch.setenv(ENV, SECRET)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+
+    def refuse_certificate(connection) -> None:  # what a self-signed or expired certificate raises
+        error = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+        error.verify_message = "self-signed certificate"
+        raise error
+
+    monkeypatch.setattr(http.client.HTTPSConnection, "connect", refuse_certificate)
+    sleeps: list[float] = []
+    client = OpenAICompatClient("https://api.example.invalid/v1", DATED, api_key_env=ENV, timeout_s=1.0,
+                                sleep=sleeps.append)
+    result = client.chat([user_message("hi")])
+    assert result.text is None and result.attempts == 1 and sleeps == []
+    assert result.error.startswith("TLS certificate verification failed for api.example.invalid: "
+                                   "self-signed certificate")
+
+
+def test_plain_http_to_a_remote_host_is_refused_unless_allowed():
+    for url in ("http://api.example.com/v1", "http://10.0.0.5:8000/v1"):
+        with pytest.raises(HarnessError, match="allow_insecure_http") as caught:
+            OpenAICompatClient(url, DATED, api_key_env=ENV)
+        assert "unencrypted" in str(caught.value)
+        assert OpenAICompatClient(url, DATED, api_key_env=ENV, allow_insecure_http=True).base_url == url
+    for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1",
+                "https://api.example.com/v1"):
+        assert OpenAICompatClient(url, DATED, api_key_env=ENV).base_url == url

@@ -7,24 +7,24 @@ thread-safe usage accounting. ``chat`` is a thin layer over it; ``/images/genera
 Failures never raise: after the last retry a call returns a result with ``error`` set. Retried:
 HTTP 408, 409, 429 and 5xx (the statuses the official ``openai`` package retries), timeouts,
 connection errors and malformed bodies (not JSON, or no ``choices[0].message.content``). Other 4xx
-(400, 401, 404, ...) fail at once with the server's message. Only a missing API key for a remote
-server raises (``HarnessError``): that is a configuration error, not a transient one.
+(400, 401, 404, ...), redirects (never followed: they would carry the key to another address), TLS
+certificate failures and unexpected exceptions fail at once. Only configuration errors raise
+(``HarnessError``): a missing or malformed API key, or plain HTTP to a remote host.
 
-The key is read from the environment on every call and lives only in the request headers; it is
-never stored on the client, and is masked in any error text that echoes it.
+The key is read from the environment on every call (once per ``chat_many`` batch) and lives only in
+the request headers; it is never stored on the client, and is masked in any error text.
 """
 from __future__ import annotations
 
-import base64
 import email.utils
 import hashlib
 import http.client
-import io
-import ipaddress
 import json
+import math
 import os
 import random
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -34,8 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from PIL import Image
 
+from harness.clients.messages import is_loopback_url
 from harness.errors import HarnessError
 
 #: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
@@ -44,10 +44,8 @@ PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
 TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
 #: longest server text quoted in an error message
 ERROR_SNIPPET_CHARS = 300
-PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
-
-# A dated snapshot carries a date token: 2024-08-06, 20241022 or MMDD (gpt-3.5-turbo-0125).
-_DATE_TOKEN = re.compile(r"(?:^|[-_])(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})(?=$|[-_])")
+#: an API key is visible ASCII; anything else (a pasted newline, a stray control character) is a typo
+_KEY_CHARS = re.compile(r"[!-~]+")
 
 
 class MalformedResponse(Exception):
@@ -115,59 +113,6 @@ class UsageCounter:
         return {**counts, "cost_usd": cost, "models": models}
 
 
-def is_loopback_url(url: str) -> bool:
-    """True for http(s) URLs on this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_dated_snapshot(model: str) -> bool:
-    """True if the model name pins a dated snapshot ("gpt-4o-2024-08-06", "gpt-3.5-turbo-0125"),
-    False for a moving alias ("gpt-4o", "gpt-4o-mini", "chatgpt-4o-latest")."""
-    name = model.rsplit("/", 1)[-1].lower()
-    return "latest" not in name and _DATE_TOKEN.search(name) is not None
-
-
-def image_data_url(image: Image.Image) -> str:
-    """The image as a ``data:image/png;base64,...`` URL (lossless; odd modes converted to RGB)."""
-    if image.mode not in PNG_MODES:
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def user_message(text: str, images: Sequence[Image.Image] = (), *, images_first: bool = True,
-                 detail: str | None = None) -> dict:
-    """A user turn: the images (as data URLs) then the text, or the text first if asked.
-
-    Without images the content is a plain string, which every compatible server accepts.
-    ``detail`` ("low", "high", "auto") is sent only when given.
-    """
-    if not images:
-        return {"role": "user", "content": text}
-    parts = []
-    for image in images:
-        image_url = {"url": image_data_url(image)}
-        if detail is not None:
-            image_url["detail"] = detail
-        parts.append({"type": "image_url", "image_url": image_url})
-    text_part = {"type": "text", "text": text}
-    return {"role": "user", "content": parts + [text_part] if images_first else [text_part] + parts}
-
-
-def chat_messages(text: str, images: Sequence[Image.Image] = (), system: str | None = None, *,
-                  images_first: bool = True, detail: str | None = None) -> list[dict]:
-    """An optional system turn followed by one user turn."""
-    messages = [{"role": "system", "content": system}] if system is not None else []
-    return messages + [user_message(text, images, images_first=images_first, detail=detail)]
-
-
 class OpenAICompatClient:
     """Calls one model behind an OpenAI-compatible base URL (``https://api.openai.com/v1``,
     ``http://127.0.0.1:8000/v1`` for vLLM).
@@ -180,9 +125,12 @@ class OpenAICompatClient:
         max_concurrency: most HTTP requests in flight at once, across all threads using the client.
         max_retries: retries after the first attempt (so at most ``max_retries + 1`` attempts).
         timeout_s: per-attempt socket timeout.
-        backoff_s, backoff_max_s: retry ``n`` (0-based) sleeps ``uniform(0, min(max, base * 2**n))``;
-            a ``Retry-After`` (or ``retry-after-ms``) header replaces that, capped at ``backoff_max_s``.
+        backoff_s, backoff_max_s: retry ``n`` (0-based) sleeps ``uniform(0, min(max, base * 2**n))``.
+        retry_after_max_s: a finite ``Retry-After`` (or ``retry-after-ms``) header replaces that
+            wait, capped at this (a server asking for 60 s gets 60 s, not ``backoff_max_s``).
         prices: ``{"prompt_per_1k": usd, "completion_per_1k": usd}`` to count ``cost_usd``.
+        allow_insecure_http: accept ``http://`` to a non-loopback host (the key then travels in
+            clear text); without it such a base URL raises ``HarnessError``.
         sleep: how to wait between attempts (tests pass a recorder).
     """
 
@@ -190,12 +138,19 @@ class OpenAICompatClient:
                  max_concurrency: int = 8, max_retries: int = 5, timeout_s: float = 60.0,
                  backoff_s: float = 1.0, backoff_max_s: float = 30.0,
                  prices: Mapping[str, float] | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, *,
+                 retry_after_max_s: float = 120.0, allow_insecure_http: bool = False):
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
             raise HarnessError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if scheme == "http" and not is_loopback_url(base_url) and not allow_insecure_http:
+            raise HarnessError(f"base_url {base_url!r} is plain http:// to a host that is not this machine: "
+                               f"the API key would travel unencrypted. Use https://, an SSH tunnel to "
+                               f"127.0.0.1, or allow_insecure_http=True on a network you trust")
         if int(max_concurrency) < 1 or int(max_retries) < 0 or float(timeout_s) <= 0:
             raise HarnessError("max_concurrency must be >= 1, max_retries >= 0 and timeout_s > 0")
+        if not all(0 <= float(value) < math.inf for value in (backoff_s, backoff_max_s, retry_after_max_s)):
+            raise HarnessError("backoff_s, backoff_max_s and retry_after_max_s must be finite and >= 0")
         if prices is not None and (not isinstance(prices, Mapping) or sorted(prices) != sorted(PRICE_KEYS)
                                    or not all(isinstance(prices[k], (int, float)) and prices[k] >= 0
                                               for k in PRICE_KEYS)):
@@ -209,12 +164,14 @@ class OpenAICompatClient:
         self.timeout_s = float(timeout_s)
         self.backoff_s = float(backoff_s)
         self.backoff_max_s = float(backoff_max_s)
+        self.retry_after_max_s = float(retry_after_max_s)
         self.loopback = is_loopback_url(self.base_url)
         self._usage = UsageCounter(prices)
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._sleep = sleep
-        # a local server is reached directly even when HTTP(S)_PROXY is set for the outside world
-        handlers = [urllib.request.ProxyHandler({})] if self.loopback else []
+        handlers: list[urllib.request.BaseHandler] = [_RefuseRedirects()]
+        if self.loopback:  # reached directly even when HTTP(S)_PROXY is set for the outside world
+            handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
 
     def __repr__(self) -> str:
@@ -226,15 +183,21 @@ class OpenAICompatClient:
         return self._usage.snapshot()
 
     def check_credentials(self) -> None:
-        """Raise ``HarnessError`` now if the key is missing for a remote server."""
+        """Raise ``HarnessError`` now if the key is missing for a remote server, or malformed."""
         self._api_key()
 
     def _api_key(self) -> str | None:
-        key = os.environ.get(self.api_key_env) or None
+        # surrounding whitespace is a copy-paste or env-file accident; any other odd character would
+        # make http.client raise with the whole header (the key) in its message
+        key = (os.environ.get(self.api_key_env) or "").strip() or None
         if key is None and not self.loopback:
             raise HarnessError(f"the environment variable {self.api_key_env} is not set; it must hold the "
                                f"API key for {urllib.parse.urlsplit(self.base_url).hostname} "
                                f"(only a loopback server may be used without a key)")
+        if key is not None and not _KEY_CHARS.fullmatch(key):
+            position = next(i for i, char in enumerate(key) if not _KEY_CHARS.fullmatch(char))
+            raise HarnessError(f"the API key in {self.api_key_env} has a control, space or non-ASCII "
+                               f"character at position {position} (of {len(key)}); fix the variable")
         return key
 
     # ------------------------------------------------------------------------------------------
@@ -242,19 +205,23 @@ class OpenAICompatClient:
 
     def chat(self, messages: list[dict], **params: Any) -> ChatResult:
         """One chat completion. ``params`` (temperature, max_tokens, ...) are sent unless None."""
-        payload = {"model": self.model, "messages": messages,
-                   **{name: value for name, value in params.items() if value is not None}}
-        result = self.post_json("/chat/completions", payload, _chat_text)
-        return ChatResult(result.value, result.error, result.attempts, result.model, result.usage)
+        return self._chat(messages, self._api_key(), params)
 
     def chat_many(self, conversations: Sequence[list[dict]], **params: Any) -> list[ChatResult]:
         """``chat`` for each conversation, ``max_concurrency`` at a time; results in input order."""
         if not conversations:
             return []
-        self._api_key()  # a configuration error stops the batch before any call
+        key = self._api_key()  # a configuration error stops the batch before any call
         workers = min(self.max_concurrency, len(conversations))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-compat") as pool:
-            return list(pool.map(lambda messages: self.chat(messages, **params), conversations))
+            return list(pool.map(lambda messages: self._chat(messages, key, params), conversations))
+
+    def _chat(self, messages: list[dict], key: str | None, params: Mapping[str, Any]) -> ChatResult:
+        payload = {"model": self.model, "messages": messages,
+                   **{name: value for name, value in params.items() if value is not None}}
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        result = self._post("/chat/completions", body, "application/json", _chat_text, key)
+        return ChatResult(result.value, result.error, result.attempts, result.model, result.usage)
 
     # ------------------------------------------------------------------------------------------
     # the retry core, shared by every endpoint
@@ -266,7 +233,10 @@ class OpenAICompatClient:
 
     def post(self, path: str, body: bytes, content_type: str, parse: Callable[[dict], Any]) -> CallResult:
         """``post_json`` for any body (a multipart form for ``/images/edits``); the reply is JSON."""
-        key = self._api_key()
+        return self._post(path, body, content_type, parse, self._api_key())
+
+    def _post(self, path: str, body: bytes, content_type: str, parse: Callable[[dict], Any],
+              key: str | None) -> CallResult:
         tokens = dict.fromkeys(TOKEN_KEYS, 0)
         rng: random.Random | None = None
         self._usage.add(requests=1)
@@ -290,8 +260,8 @@ class OpenAICompatClient:
         return CallResult(None, _redact(error, key), attempt, outcome.model, tokens)
 
     def _delay(self, retry_index: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.backoff_max_s)
+        if retry_after is not None:  # finite, see _retry_after
+            return min(max(retry_after, 0.0), self.retry_after_max_s)
         return rng.uniform(0.0, min(self.backoff_max_s, self.backoff_s * 2 ** retry_index))
 
     def _attempt(self, path: str, body: bytes, content_type: str, key: str | None,
@@ -300,21 +270,57 @@ class OpenAICompatClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         request = urllib.request.Request(self.base_url + path, data=body, headers=headers, method="POST")
-        with self._slots:
-            try:
-                with self._opener.open(request, timeout=self.timeout_s) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                return _http_failure(exc, key)
-            except TimeoutError:
-                return _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, TimeoutError):
-                    return _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
-                return _Attempt(error=f"connection failed: {exc.reason}", retryable=True)
-            except (http.client.HTTPException, OSError) as exc:  # reset, remote closed, short read
-                return _Attempt(error=f"connection failed: {type(exc).__name__}: {exc}", retryable=True)
-        return _parse_reply(raw, parse, key)
+        try:
+            with self._slots:
+                raw = self._exchange(request, key)
+            return raw if isinstance(raw, _Attempt) else _parse_reply(raw, parse, key)
+        except Exception as exc:  # noqa: BLE001 - a bug or odd input fails this call, not the batch
+            message = f"unexpected {type(exc).__name__}: {_redact(str(exc), key)}"
+            return _Attempt(error=message[:ERROR_SNIPPET_CHARS])
+
+    def _exchange(self, request: urllib.request.Request, key: str | None) -> bytes | _Attempt:
+        """The reply body, or why there is none."""
+        timed_out = _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return _redirect_failure(exc, request.full_url)
+            return _http_failure(exc, key)
+        except TimeoutError:
+            return timed_out
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TimeoutError):
+                return timed_out
+            if isinstance(exc.reason, ssl.SSLCertVerificationError):
+                return _certificate_failure(exc.reason, request.host)
+            return _Attempt(error=f"connection failed: {exc.reason}", retryable=True)
+        except ssl.SSLCertVerificationError as exc:  # raised while reading, unwrapped
+            return _certificate_failure(exc, request.host)
+        except (http.client.HTTPException, OSError) as exc:  # reset, remote closed, short read
+            return _Attempt(error=f"connection failed: {type(exc).__name__}: {exc}", retryable=True)
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would follow a 301/302/303 to any host with the Authorization header: refuse, so
+    the 3xx surfaces as an ``HTTPError`` (and becomes a non-retryable failure)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+def _redirect_failure(exc: urllib.error.HTTPError, url: str) -> _Attempt:
+    location = exc.headers.get("Location") if exc.headers is not None else None
+    target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location)).hostname if location else None
+    return _Attempt(error=f"HTTP {exc.code}: the server redirects to {target or '(no Location)'}; redirects "
+                          f"are not followed (they would carry the API key), so set base_url to the final address")
+
+
+def _certificate_failure(exc: ssl.SSLCertVerificationError, host: str) -> _Attempt:
+    reason = getattr(exc, "verify_message", None) or str(exc)
+    return _Attempt(error=f"TLS certificate verification failed for {host}: {reason} (not retried: a "
+                          f"retry cannot fix it; check the host name, the clock or the CA bundle)")
 
 
 def _chat_text(reply: dict) -> str:
@@ -374,21 +380,20 @@ def _retry_after(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if any."""
     if headers is None:
         return None
+    seconds: float | None = None
     try:
-        return float(headers.get("retry-after-ms")) / 1000
+        seconds = float(headers.get("retry-after-ms")) / 1000
     except (TypeError, ValueError):
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError):
-        return None
+        value = headers.get("retry-after")
+        try:
+            seconds = float(value) if value is not None else None
+        except ValueError:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError, OverflowError):
+                seconds = None
+    # "nan" or "inf" parse as floats but make no sense as a wait (and time.sleep(nan) raises)
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _snippet(raw: bytes, key: str | None) -> str:
@@ -397,5 +402,9 @@ def _snippet(raw: bytes, key: str | None) -> str:
 
 
 def _redact(text: str, key: str | None) -> str:
-    """Mask the key wherever a server echoed it back."""
-    return text.replace(key, "***") if key else text
+    """Mask the key wherever a server echoed it back, also as Python would quote it in a message."""
+    if not key:
+        return text
+    for form in (key, repr(key)[1:-1], repr(key.encode("utf-8", "backslashreplace"))[2:-1]):
+        text = text.replace(form, "***")
+    return text

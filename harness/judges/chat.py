@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from harness.clients.openai_compat import OpenAICompatClient, chat_messages, is_dated_snapshot
+from harness.clients.messages import chat_messages, is_dated_snapshot
+from harness.clients.openai_compat import OpenAICompatClient
 from harness.errors import HarnessError
 from harness.judges.base import ChatPrompt, ChatReply
 from harness.registry import register
@@ -49,13 +50,14 @@ class OpenAIChatJudge:
     #: missing key stops the run before anything is paid for
     build_eagerly = True
     transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "prices")
+                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 1024,
                  top_p: float | None = None, seed: int | None = None, image_detail: str | None = None,
                  allow_alias: bool = False, max_concurrency: int = 8, max_retries: int = 5,
                  timeout_s: float = 60.0, backoff_s: float = 1.0, backoff_max_s: float = 30.0,
+                 retry_after_max_s: float = 120.0, allow_insecure_http: bool = False,
                  prices: Mapping[str, float] | None = None):
         if not allow_alias and not is_dated_snapshot(model):
             raise UndatedJudgeModelError(
@@ -66,7 +68,9 @@ class OpenAIChatJudge:
         self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
                                          max_concurrency=max_concurrency, max_retries=max_retries,
                                          timeout_s=timeout_s, backoff_s=backoff_s,
-                                         backoff_max_s=backoff_max_s, prices=prices)
+                                         backoff_max_s=backoff_max_s, prices=prices,
+                                         retry_after_max_s=retry_after_max_s,
+                                         allow_insecure_http=allow_insecure_http)
         self.client.check_credentials()
         self.model = model
         self.image_detail = image_detail

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from harness.clients.openai_compat import OpenAICompatClient, chat_messages
+from harness.clients.messages import chat_messages
+from harness.clients.openai_compat import OpenAICompatClient
 from harness.errors import PartialBatchError
 from harness.hashing import hash_bytes, hash_value
 from harness.models.base import ModelAdapter, Request
@@ -34,25 +35,29 @@ class OpenAIChatModel(ModelAdapter):
         system_prompt: an optional system turn before every question.
         image_detail: the ``detail`` of each image part ("low", "high", "auto"; None: not sent).
         max_concurrency: calls in flight at once; also the batch size the runner uses.
-        max_retries, timeout_s, backoff_s, backoff_max_s: see ``OpenAICompatClient``.
+        max_retries, timeout_s, backoff_s, backoff_max_s, retry_after_max_s,
+            allow_insecure_http: see ``OpenAICompatClient``.
         prices: ``{"prompt_per_1k": usd, "completion_per_1k": usd}`` for cost accounting.
     """
 
     capabilities = frozenset({"answer"})
     #: where the server is and how patiently it is called: no part of the experiment's identity
     transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "prices")
+                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 512,
                  system_prompt: str | None = None, image_detail: str | None = None,
                  max_concurrency: int = 8, max_retries: int = 5, timeout_s: float = 60.0,
-                 backoff_s: float = 1.0, backoff_max_s: float = 30.0,
+                 backoff_s: float = 1.0, backoff_max_s: float = 30.0, retry_after_max_s: float = 120.0,
+                 allow_insecure_http: bool = False,
                  prices: Mapping[str, float] | None = None):
         self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
                                          max_concurrency=max_concurrency, max_retries=max_retries,
                                          timeout_s=timeout_s, backoff_s=backoff_s,
-                                         backoff_max_s=backoff_max_s, prices=prices)
+                                         backoff_max_s=backoff_max_s, prices=prices,
+                                         retry_after_max_s=retry_after_max_s,
+                                         allow_insecure_http=allow_insecure_http)
         self.client.check_credentials()  # a missing key stops the run before any work
         self.model = model
         self.temperature = temperature

@@ -3,8 +3,9 @@
 ``POST /v1/chat/completions`` answers with whatever ``responder(request_json)`` returns (by default
 "echo: " and the last user text). Faults queued in ``faults`` are applied to successive requests,
 one each; a responder may also return a ``Fault`` to fail chosen requests whatever their order.
-Every request is logged in ``requests`` (body and headers; the Authorization header only as
-present or absent) and the most requests handled at once is kept in ``max_in_flight``.
+Every request (a GET too, as a client following a redirect would send) is logged in ``requests``
+(method, body and headers; the Authorization header only as present or absent) and the most
+requests handled at once is kept in ``max_in_flight``.
 
 Replies carry a dated ``model`` (the requested name plus ``-2024-01-01`` unless it is dated
 already, or ``served_model``) and ``usage`` with deterministic counts: prompt tokens are the
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 
-from harness.clients.openai_compat import is_dated_snapshot
+from harness.clients.messages import is_dated_snapshot
 
 FAKE_SNAPSHOT_SUFFIX = "-2024-01-01"
 CHAT_PATH = "/v1/chat/completions"
@@ -30,18 +31,29 @@ CHAT_PATH = "/v1/chat/completions"
 
 @dataclass(frozen=True)
 class Fault:
-    """What to do instead of a normal reply: ``kind`` is "status" (an error reply), "slow" (answer
-    only after ``delay_s``), "malformed_json" or "missing_choices" (a 200 reply the client rejects)."""
+    """What to do instead of a normal reply: ``kind`` is "status" (an error reply, with ``headers``
+    added), "slow" (answer only after ``delay_s``), "malformed_json" or "missing_choices" (a 200
+    reply the client rejects)."""
 
     kind: str
     status: int = 200
     message: str = ""
     retry_after: str | None = None
     delay_s: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def rate_limited(cls, retry_after: str | None = "1") -> "Fault":
         return cls("status", 429, "Rate limit reached (fake).", retry_after)
+
+    @classmethod
+    def rate_limited_ms(cls, milliseconds: str) -> "Fault":
+        """A 429 with OpenAI's ``retry-after-ms`` header instead of ``Retry-After``."""
+        return cls("status", 429, "Rate limit reached (fake).", headers=(("retry-after-ms", milliseconds),))
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 302) -> "Fault":
+        return cls("status", status, "Moved (fake).", headers=(("Location", location),))
 
     @classmethod
     def server_error(cls, status: int = 500) -> "Fault":
@@ -72,6 +84,7 @@ class ReceivedRequest:
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     has_authorization: bool = False
+    method: str = "POST"
 
 
 def message_texts(body: Any) -> list[str]:
@@ -137,6 +150,9 @@ class FakeOpenAIServer:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 fake._handle(self, raw)
 
+            def do_GET(self) -> None:  # logged, then refused (400: no JSON body)
+                fake._handle(self, b"")
+
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
@@ -174,7 +190,8 @@ class FakeOpenAIServer:
             body = None
         headers = {name: value for name, value in handler.headers.items() if name.lower() != "authorization"}
         with self._lock:
-            self.requests.append(ReceivedRequest(handler.path, body, headers, authorization is not None))
+            self.requests.append(ReceivedRequest(handler.path, body, headers, authorization is not None,
+                                                 handler.command))
             fault = self._faults.popleft() if self._faults else None
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -199,7 +216,7 @@ class FakeOpenAIServer:
         model = self.served_model or _dated(str(body.get("model", "fake-model")))
         if fault is not None and fault.kind == "status":
             extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            return _send_error(handler, fault.status, fault.message, extra)
+            return _send_error(handler, fault.status, fault.message, {**extra, **dict(fault.headers)})
         if fault is not None and fault.kind == "malformed_json":
             return _send(handler, 200, b'{"id": "chatcmpl-fake", "choices": [')
         usage = {"prompt_tokens": sum(len(text.split()) for text in message_texts(body)),
