@@ -134,3 +134,19 @@ def test_rescore_mmbench_prints_circular_accuracy_as_last_line(tmp_path, capsys)
     assert last["overall"] == 0.5
     assert last["l3"] == {"attribute_recognition": 1.0, "object_localization": 0.0}
     assert list(last["l2"].values()) == [0.5]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text.replace("\tA\tattribute", "\t\tattribute", 1), "has no answer"),
+    (lambda text: text + text.splitlines()[1] + "\n", "appears twice"),
+    (lambda text: text.replace("\tprediction\n", "\tprediction\thit\n").replace("\tB\n", "\tB\t1\n"), "result file"),
+])
+def test_rescore_mmbench_refuses_files_it_cannot_score_honestly(tmp_path, capsys, edit, message):
+    header = "index\tquestion\tA\tB\tanswer\tcategory\tl2-category\tsplit\tprediction\n"
+    rows = ["0\tWhich?\tred\tblue\tA\tattribute_recognition\tfinegrained_perception (instance-level)\tdev\tA\n",
+            "1000000\tWhich?\tblue\tred\tB\tattribute_recognition\tfinegrained_perception (instance-level)\tdev\tB\n"]
+    path = tmp_path / "preds.tsv"
+    path.write_text(edit(header + "".join(rows)))
+    assert main(["rescore", "mmbench", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err

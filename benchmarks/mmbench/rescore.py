@@ -59,15 +59,24 @@ def rescore_predictions(path: str | Path, judge: ChatJudge | None = None,
     if meta is None and "answer" not in table.columns:
         raise InputError("no 'answer' column: pass data= (the MMBench TSV) to take answers from it",
                          table.path, 1)
+    if "hit" in table.columns:
+        raise InputError("this is a result file (main rows with 'hit'), not a predictions file: rescore "
+                         "the predictions file, which holds every circular pass", table.path, 1)
     letters = option_letters(table.columns)
-    rows = []
+    rows, seen = [], set()
     for position, record in enumerate(table.frame.to_dict("records")):
         index = table.parse_index(record["index"], position)
+        if index in seen:
+            raise table.error(f"index {index} appears twice", position)
+        seen.add(index)
         known = {c: cell(record.get(c)) for c in META_COLUMNS if c in table.columns}
         if meta is not None:
             if index not in meta:
                 raise table.error(f"index {index} is not in the dataset {data}", position)
             known = {**meta[index], **{c: v for c, v in known.items() if c != "answer"}}
+        if known.get("answer") is None:  # a test split: answers are hidden, only the server scores it
+            raise table.error(f"index {index} has no answer (a test split? its answers are hidden; "
+                              "only the official server scores it)", position)
         rows.append((index, record, known))
     rows.sort(key=lambda row: row[0])  # stable, as upstream's sort_values(by="index")
     items = [_item(record, letters, seed, index) for index, record, _ in rows]

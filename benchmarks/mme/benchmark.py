@@ -2,7 +2,8 @@
 
 Each question is one request (the image, then the question text). Answers are scored exactly as
 ``calculation.py`` would score the results files this run writes (``RUN/mme_results/<subtask>.txt``),
-so in-run numbers equal ``harness rescore mme RUN/mme_results`` to the last digit.
+so in-run numbers equal ``harness rescore mme RUN/mme_results`` to the last digit (add
+``--present-only`` for a run on a subset of the 14 subtasks).
 """
 from __future__ import annotations
 
