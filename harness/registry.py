@@ -22,7 +22,7 @@ from harness.errors import InputError
 ENTRY_POINT_GROUP = "harness.plugins"
 
 #: kinds of plugin the harness knows about
-KINDS = ("model", "detector", "color_classifier", "chat", "benchmark", "generator", "trainer", "judge")
+KINDS = ("model", "detector", "color_classifier", "chat", "vqa", "benchmark", "generator", "trainer", "judge")
 
 # Modules inside the project whose import registers the built-in plugins. Listed here, rather than
 # discovered by walking packages, so that importing the harness stays cheap and explicit.

@@ -104,3 +104,18 @@ class ChatJudge(Protocol):
     def ask(self, prompts: Sequence[ChatPrompt]) -> list[ChatReply]:
         """One reply per prompt, in order; calls may run concurrently."""
         ...
+
+
+@runtime_checkable
+class VQAJudge(Protocol):
+    """Answers free-form questions about images (kind ``"vqa"``; DPG-Bench's mPLUG role).
+
+    Returns the raw answer strings; benchmarks apply their own matching rule (DPG: exactly "yes").
+    Raise on failure: the runner records the sample as a judge failure and goes on.
+    """
+
+    judge_id: str
+
+    def answer(self, images: Sequence[Image.Image], questions: Sequence[str]) -> list[str]:
+        """One answer per (image, question) pair, in order."""
+        ...
