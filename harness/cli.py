@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a spec field, e.g. --set model.params.cfg_weight=3")
     run.add_argument("--cache", type=Path, help="cache folder shared between runs (default: RUN/cache); "
                      "runs that differ only in their judges then re-run only the judging")
+    run.add_argument("--max-judge-failure-rate", type=float, default=0.5, metavar="RATE",
+                     help="stop when more than this share of judged samples failed, after at least "
+                     "20 (default: %(default)s; verdicts already given are kept)")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=_eval)
 
@@ -141,7 +144,10 @@ def _eval(args: argparse.Namespace) -> int:
     spec = RunSpec.load(args.spec)
     if args.set:
         spec = spec.with_overrides(_parse_overrides(args.set))
-    outcome = evaluate(spec, args.out, cache_dir=args.cache, show_progress=not args.no_progress)
+    if not 0 <= args.max_judge_failure_rate <= 1:
+        raise HarnessError(f"--max-judge-failure-rate must be between 0 and 1, got {args.max_judge_failure_rate}")
+    outcome = evaluate(spec, args.out, cache_dir=args.cache, show_progress=not args.no_progress,
+                       max_judge_failure_rate=args.max_judge_failure_rate)
     if outcome.summary is not None:
         print(json.dumps({"run": str(args.out), "scores": outcome.summary.scores,
                           "counts": outcome.summary.counts}))

@@ -127,11 +127,24 @@ class LazyJudges(dict):
         return role in self._factories
 
 
+#: judge failures are tolerated until this many samples were judged, then the rate is checked
+MIN_SAMPLES_FOR_FAILURE_RATE = 20
+
+
+class JudgeFailureRateError(HarnessError):
+    """Too many judge failures: the judge is probably down or misconfigured."""
+
+
 def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None = None,
              show_progress: bool = True, judge_batch_size: int = 16,
+             max_judge_failure_rate: float | None = None,
              after_batch: Callable[[int], None] | None = None) -> RunOutcome:
-    """Run (or resume) ``spec`` into ``run_dir``. ``after_batch`` is a test hook called with the
-    number of outputs generated so far in this process."""
+    """Run (or resume) ``spec`` into ``run_dir``.
+
+    ``max_judge_failure_rate``: stop judging with ``JudgeFailureRateError`` once more than this share
+    of the samples judged so far (at least ``MIN_SAMPLES_FOR_FAILURE_RATE``) failed; every verdict
+    already given stays cached. ``after_batch`` is a test hook called with the number of outputs
+    generated so far in this process."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise HarnessError(f"{run_dir} exists and is not a folder")
@@ -163,7 +176,7 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
 
         started = time.perf_counter()
         records, judged = _judge(spec, benchmark, mine, outputs, cache_dir, dist, judges,
-                                 judge_batch_size, show_progress)
+                                 judge_batch_size, show_progress, max_judge_failure_rate)
         timing["judging_s"] = time.perf_counter() - started
         write_jsonl(run_dir / f"records.rank{dist.rank}.jsonl", [r.to_dict() for r in records])
         dist.barrier()
@@ -350,7 +363,7 @@ def _fingerprint(path: Path) -> str:
 
 def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: dict[str, Any],
            cache_dir: Path, dist: DistContext, judges: LazyJudges, batch_size: int,
-           show_progress: bool) -> tuple[list[SampleRecord], int]:
+           show_progress: bool, max_failure_rate: float | None = None) -> tuple[list[SampleRecord], int]:
     cache = KeyedLog(cache_dir, "judgements", dist.rank)
     identity = judge_identity(spec, benchmark)
     options = {"benchmark_version": benchmark.version, "protocol": benchmark.protocol}
@@ -380,6 +393,14 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: di
                       f"{record.failure}", file=sys.stderr)
             else:
                 cache.put(key, {"record": record.to_dict()})
+        judged_now = sum(key in records for _, _, key in pending)
+        if (max_failure_rate is not None and judged_now >= min(MIN_SAMPLES_FOR_FAILURE_RATE, len(pending))
+                and failed > max_failure_rate * judged_now):
+            cache.close()
+            raise JudgeFailureRateError(
+                f"the judge failed on {failed} of the {judged_now} samples judged so far, more than the "
+                f"limit of {max_failure_rate:.0%}; stopped. The {judged_now - failed} verdicts given are "
+                "cached: fix the judge (see the messages above) and run the same command again")
     cache.close()
     if failed:
         print(f"[rank {dist.rank}] {failed} of {len(mine)} outputs could not be judged; they are counted "

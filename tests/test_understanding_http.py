@@ -174,3 +174,20 @@ def test_a_run_resumes_in_its_folder_when_only_the_server_address_changed(tmp_pa
     with pytest.raises(Exception, match="different spec"):  # the judge model is part of the experiment
         evaluate(_spec(tsv, "http://127.0.0.1:9/v1", model="other-judge-2025-01-01"), tmp_path / "run",
                  show_progress=False)
+
+
+def test_a_judge_failure_rate_above_the_limit_stops_the_run_and_keeps_its_verdicts(tmp_path, tsv):
+    from harness.runner import JudgeFailureRateError
+
+    script = {1: Fault.server_error(500), 2: Fault.server_error(500)}  # most passes fail
+    with FakeOpenAIServer(lambda body: judge_replies(body, script), served_model=JUDGE_MODEL) as server:
+        with pytest.raises(JudgeFailureRateError, match="more than the limit of 50%"):
+            evaluate(_spec(tsv, server.base_url, max_retries=0), tmp_path / "run", judge_batch_size=4,
+                     max_judge_failure_rate=0.5, show_progress=False)
+    cached = (tmp_path / "run" / "cache" / "judgements.rank0.jsonl").read_text().splitlines()
+    passes = pd.read_csv(tsv, sep="\t", dtype=str).shape[0]
+    assert 0 < len(cached) < passes  # stopped early, after 20 samples, keeping the verdicts it had
+    with FakeOpenAIServer(judge_replies, served_model=JUDGE_MODEL) as server:
+        done = evaluate(_spec(tsv, server.base_url), tmp_path / "run", show_progress=False)
+        assert len(server.requests) == passes - len(cached)
+    assert done.summary.scores["overall"] == 1.0 and done.summary.counts["judge_failed"] == 0
