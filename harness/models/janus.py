@@ -32,6 +32,11 @@ template, the placeholder expanded to BOI + N image tokens + EOI; prompts left p
 decoding with pad = EOS, decoded with ``skip_special_tokens=True`` and not stripped (the reference
 does not strip either). Greedy decoding needs no seed. Answers do not depend on the batch on CPU;
 on GPU the same last-bit caveat applies.
+
+Editing (``edit_images``, Janus-4o checkpoints) is the reference's three-stream loop with two guidance
+scales, ``cfg_weight`` (s1) and ``cfg_weight2`` (s2); prompt rows, embeddings, the VQ code search and
+the loop live in ``janus_edit.py`` (docs/JANUS.md section 5). It uses the same seeding, batching
+and decoding as text-to-image. Any Janus checkpoint runs it, but only Janus-4o was trained for it.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ import torch
 from PIL import Image
 
 from harness.errors import HarnessError
+from harness.models import janus_edit
 from harness.models.base import ModelAdapter, Request
 from harness.models.janus_loading import (  # noqa: F401 - JanusLoadError is re-exported
     JanusLoadError, _pick_device_dtype, checkpoint_digest, resolve_checkpoint)
@@ -76,16 +82,18 @@ class JanusAdapter(ModelAdapter):
     the guidance arithmetic against ``model.generate``. It is not part of any published protocol.
     """
 
-    capabilities = frozenset({"text_to_image", "answer"})
+    capabilities = frozenset({"text_to_image", "edit", "answer"})
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", dtype: str | torch.dtype = "auto",
                  cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int = 8,
                  revision: str | None = None, verbose: bool = False, max_new_tokens: int = 512,
-                 system_prompt: bool = True) -> None:
+                 system_prompt: bool = True, cfg_weight2: float = 5.0) -> None:
         from transformers import JanusForConditionalGeneration, JanusProcessor
 
         if cfg_weight < 1:
             raise ValueError(f"cfg_weight must be >= 1 (1 = no guidance), got {cfg_weight}")
+        if cfg_weight2 < 0:
+            raise ValueError(f"cfg_weight2 must be >= 0 (0 = the VQ-conditioned stream alone), got {cfg_weight2}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy, testing only), got {temperature}")
         if batch_size < 1:
@@ -94,6 +102,7 @@ class JanusAdapter(ModelAdapter):
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.max_new_tokens = int(max_new_tokens)
         self.cfg_weight = float(cfg_weight)
+        self.cfg_weight2 = float(cfg_weight2)
         self.temperature = float(temperature)
         self.batch_size = int(batch_size)
         self.verbose = verbose
@@ -114,6 +123,10 @@ class JanusAdapter(ModelAdapter):
         # checkpoints set this flag); ``system_prompt=False`` reproduces harnesses that drop it.
         self.processor.use_default_system_prompt = bool(system_prompt)
         self.eos_id = self._token_id(tokenizer.eos_token, "EOS")
+        self.edit_ids = janus_edit.EditTokenIds(
+            bos=self.bos_id, pad=self.pad_id, boi=self.boi_id,
+            eoi=self._token_id(tokenizer.eoi_token, "end-of-image"),
+            image=self._token_id(tokenizer.image_token, "image placeholder"))
 
     def _token_id(self, token: str | None, what: str) -> int:
         """Look a special token up in the tokenizer; a missing pad token once broke Janus CFG."""
@@ -153,7 +166,28 @@ class JanusAdapter(ModelAdapter):
         if capability == "answer":
             return {"adapter_version": ADAPTER_VERSION, "dtype": str(self.dtype).removeprefix("torch."),
                     "device_type": self.device.type, "answer": self.answer_protocol}
+        if capability == "edit":
+            return self.edit_protocol
         return self.protocol
+
+    @property
+    def edit_protocol(self) -> dict:
+        """Editing parameters: the text-to-image card plus the second scale, the three streams, the
+        prompt layout and how the source image is read (``protocol_for("edit")``)."""
+        tokenizer = self.processor.tokenizer
+        content = janus_edit.describe_layout(janus_edit.special_strings(tokenizer), self.image_tokens)
+        return {
+            **self.protocol,
+            "edit_version": janus_edit.EDIT_VERSION,
+            "cfg_weight2": self.cfg_weight2,
+            "cfg_layout": janus_edit.LAYOUT,
+            "guidance": janus_edit.GUIDANCE,
+            "prompt_template": self.render_prompt(content) + tokenizer.boi_token,
+            "uncond": UNCOND_POLICY,  # always present in editing, even with cfg_weight 1
+            "streams": {**janus_edit.STREAMS, "uncond": UNCOND_POLICY + ", no pixels"},
+            "source_image": janus_edit.describe_preprocessing(self.processor.image_processor, self.image_size),
+            "vq_codes": janus_edit.VQ_SEARCH,
+        }
 
     @property
     def answer_protocol(self) -> dict:
@@ -319,6 +353,46 @@ class JanusAdapter(ModelAdapter):
             images = [request.images[0].load() for request in chunk]
             answers.extend(self.answer_batch([r.prompt for r in chunk], images))
         return answers
+
+    # -- editing ------------------------------------------------------------------------------------
+
+    def build_edit_inputs(self, instructions: Sequence[str], images: Sequence[Image.Image],
+                          names: Sequence[str] | None = None) -> tuple[janus_edit.EditRows, torch.Tensor, torch.Tensor]:
+        """Rows (3 per request), their input embeddings and the sources' VQ codes, for one chunk."""
+        tokenizer = self.processor.tokenizer
+        strings = janus_edit.special_strings(tokenizer)
+        texts = [self.render_prompt(janus_edit.edit_user_content(text, self.image_tokens, strings))
+                 + tokenizer.boi_token for text in instructions]
+        names = list(names) if names is not None else [f"edit request {i}" for i in range(len(texts))]
+        rows = janus_edit.build_edit_rows(tokenizer, texts, self.edit_ids, self.image_tokens, names)
+        pixels = janus_edit.preprocess_sources(self.processor.image_processor, images, self.image_size)
+        embeds, codes = janus_edit.edit_input_embeds(self.model, rows, pixels, self.image_tokens,
+                                                     self.device, self.dtype)
+        return rows, embeds, codes
+
+    @torch.inference_mode()
+    def edit_image_tokens(self, instructions: Sequence[str], images: Sequence[Image.Image], seeds: Sequence[int],
+                          names: Sequence[str] | None = None) -> torch.Tensor:
+        """Sample ``(len(instructions), image_tokens)`` edited-image token ids in one batch."""
+        rows, embeds, _ = self.build_edit_inputs(instructions, images, names)
+        return janus_edit.sample_edit_tokens(self.model, rows, embeds, seeds, self.cfg_weight, self.cfg_weight2,
+                                             self.temperature, self.image_tokens, self.device, self.verbose)
+
+    def edit_images(self, requests: Sequence[Request]) -> list[Image.Image]:
+        """One edited image (``image_size`` square) per request: its one source image, edited as
+        its prompt says."""
+        for request in requests:  # refuse before any work is done
+            if len(request.images) != 1:
+                raise HarnessError(f"Janus edits exactly one source image per request; {request.sample_id!r} "
+                                   f"has {len(request.images)}")
+        images: list[Image.Image] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start:start + self.batch_size]
+            sources = [request.images[0].load() for request in chunk]
+            tokens = self.edit_image_tokens([r.prompt for r in chunk], sources, [r.seed for r in chunk],
+                                            [r.sample_id for r in chunk])
+            images.extend(self.decode(tokens))
+        return images
 
     def generate_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         images: list[Image.Image] = []
