@@ -1,14 +1,17 @@
 """A small client for OpenAI-compatible HTTP APIs (OpenAI, a vLLM server, ...), standard library only.
 
 Every call goes through ``post``: bounded concurrency, retries with backoff and full jitter, and
-thread-safe usage accounting. ``chat`` is a thin layer over it; ``/images/generations`` and
-``/images/edits`` can be added the same way (a payload and a ``parse`` for the reply).
+thread-safe usage accounting. ``chat``, ``images_generate`` (``/images/generations``, JSON) and
+``images_edit`` (``/images/edits``, multipart/form-data) are thin layers over it: a body and a
+``parse`` for the reply.
 
 Failures never raise: after the last retry a call returns a result with ``error`` set. Retried:
 HTTP 408, 409, 429 and 5xx (the statuses the official ``openai`` package retries), timeouts,
-connection errors and malformed bodies (not JSON, or no ``choices[0].message.content``). Other 4xx
-(400, 401, 404, ...), redirects (never followed: they would carry the key to another address), TLS
-certificate failures and unexpected exceptions fail at once. Only configuration errors raise
+connection errors and malformed bodies (not JSON, no ``choices[0].message.content``, no or
+undecodable ``data[0].b64_json``). Other 4xx (400, 401, 404, ...), an image reply that holds only a
+URL (a retry would be billed and change nothing; URLs are never fetched), redirects (never
+followed: they would carry the key to another address), TLS certificate failures and unexpected
+exceptions fail at once. Only configuration errors raise
 (``HarnessError``): a missing or malformed API key, or plain HTTP to a remote host.
 
 The key is read from the environment on every call (once per ``chat_many`` batch) and lives only in
@@ -36,20 +39,20 @@ from typing import Any, Callable, Mapping, Sequence
 
 
 from harness.clients.messages import is_loopback_url
+from harness.clients.replies import (  # noqa: F401 - MalformedResponse is part of the client's API
+    MalformedResponse, RejectedResponse, chat_text, first_image, multipart_form)
 from harness.errors import HarnessError
 
 #: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
 RETRY_STATUSES = frozenset({408, 409, 429})
 PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
 TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
+#: the names the image endpoints (gpt-image-*) give the same counts
+TOKEN_ALIASES = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}
 #: longest server text quoted in an error message
 ERROR_SNIPPET_CHARS = 300
 #: an API key is visible ASCII; anything else (a pasted newline, a stray control character) is a typo
 _KEY_CHARS = re.compile(r"[!-~]+")
-
-
-class MalformedResponse(Exception):
-    """A reply that parsed as JSON but lacks what the endpoint promises (retried)."""
 
 
 @dataclass
@@ -69,6 +72,18 @@ class ChatResult:
     ``usage`` holds this call's prompt/completion tokens summed over its attempts."""
 
     text: str | None
+    error: str | None = None
+    attempts: int = 1
+    model: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ImageResult:
+    """The first image of an images call as the server encoded it (PNG, JPEG or WebP bytes), or why
+    there is none. ``usage`` holds the call's tokens (gpt-image-* report them), summed over attempts."""
+
+    data: bytes | None
     error: str | None = None
     attempts: int = 1
     model: str | None = None
@@ -220,8 +235,43 @@ class OpenAICompatClient:
         payload = {"model": self.model, "messages": messages,
                    **{name: value for name, value in params.items() if value is not None}}
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        result = self._post("/chat/completions", body, "application/json", _chat_text, key)
+        result = self._post("/chat/completions", body, "application/json", chat_text, key)
         return ChatResult(result.value, result.error, result.attempts, result.model, result.usage)
+
+    # ------------------------------------------------------------------------------------------
+    # images: one image per call (n = 1); the API takes no seed, so outputs are not reproducible
+
+    def images_generate(self, prompts: Sequence[str], **params: Any) -> list[ImageResult]:
+        """``POST /images/generations`` for each prompt, ``max_concurrency`` at a time; results in
+        input order. ``params`` (size, quality, response_format, ...) are sent unless None."""
+        def call(prompt: str, key: str | None) -> CallResult:
+            payload = {"model": self.model, "prompt": prompt, "n": 1, **_present(params)}
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            return self._post("/images/generations", body, "application/json", first_image, key)
+        return [ImageResult(r.value, r.error, r.attempts, r.model, r.usage) for r in self._map(call, prompts)]
+
+    def images_edit(self, images: Sequence[bytes], prompts: Sequence[str], **params: Any) -> list[ImageResult]:
+        """``POST /images/edits`` for each (source PNG bytes, prompt) pair as multipart/form-data:
+        text fields ``model``, ``prompt``, ``n`` and ``params`` (None: not sent), then the source in
+        the file field ``image`` (``image.png``, ``image/png``)."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+
+        def call(pair: tuple[bytes, str], key: str | None) -> CallResult:
+            png, prompt = pair
+            fields = {"model": self.model, "prompt": prompt, "n": 1, **_present(params)}
+            body, content_type = multipart_form(fields, [("image", "image.png", "image/png", png)])
+            return self._post("/images/edits", body, content_type, first_image, key)
+        results = self._map(call, list(zip(images, prompts)))
+        return [ImageResult(r.value, r.error, r.attempts, r.model, r.usage) for r in results]
+
+    def _map(self, call: Callable[[Any, str | None], CallResult], items: Sequence[Any]) -> list[CallResult]:
+        if not items:
+            return []
+        key = self._api_key()  # a configuration error stops the batch before any call
+        workers = min(self.max_concurrency, len(items))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-compat") as pool:
+            return list(pool.map(lambda item: call(item, key), items))
 
     # ------------------------------------------------------------------------------------------
     # the retry core, shared by every endpoint
@@ -323,14 +373,8 @@ def _certificate_failure(exc: ssl.SSLCertVerificationError, host: str) -> _Attem
                           f"retry cannot fix it; check the host name, the clock or the CA bundle)")
 
 
-def _chat_text(reply: dict) -> str:
-    try:
-        content = reply["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise MalformedResponse("no choices[0].message.content in the reply") from None
-    if not isinstance(content, str):
-        raise MalformedResponse(f"choices[0].message.content is {type(content).__name__}, not text")
-    return content
+def _present(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def _parse_reply(raw: bytes, parse: Callable[[dict], Any], key: str | None) -> _Attempt:
@@ -342,11 +386,17 @@ def _parse_reply(raw: bytes, parse: Callable[[dict], Any], key: str | None) -> _
         return _Attempt(error="malformed reply (not a JSON object)", retryable=True)
     model = reply.get("model") if isinstance(reply.get("model"), str) else None
     counted = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-    tokens = {name: int(counted[name]) for name in TOKEN_KEYS if isinstance(counted.get(name), int)}
+    tokens = {}
+    for name in TOKEN_KEYS:
+        count = counted.get(name, counted.get(TOKEN_ALIASES[name]))
+        if isinstance(count, int):
+            tokens[name] = count
     try:
         value = parse(reply)
     except MalformedResponse as exc:
         return _Attempt(error=f"malformed reply: {exc}", retryable=True, model=model, tokens=tokens)
+    except RejectedResponse as exc:
+        return _Attempt(error=f"unusable reply: {exc}", model=model, tokens=tokens)
     return _Attempt(value=value, model=model, tokens=tokens)
 
 

@@ -1,4 +1,4 @@
-"""A loopback OpenAI-compatible chat server for tests and dry runs.
+"""A loopback OpenAI-compatible chat and images server for tests and dry runs.
 
 ``POST /v1/chat/completions`` answers with whatever ``responder(request_json)`` returns (by default
 "echo: " and the last user text). Faults queued in ``faults`` are applied to successive requests,
@@ -7,7 +7,16 @@ Every request (a GET too, as a client following a redirect would send) is logged
 (method, body and headers; the Authorization header only as present or absent) and the most
 requests handled at once is kept in ``max_in_flight``.
 
-Replies carry a dated ``model`` (the requested name plus ``-2024-01-01`` unless it is dated
+``POST /v1/images/generations`` (JSON) and ``POST /v1/images/edits`` (multipart/form-data with a
+``prompt`` field and an ``image`` file) reply ``{"created": 0, "data": [{"b64_json": PNG}]}`` (or
+``{"url": ...}`` when ``response_format`` is "url"). The default PNG is one solid colour, the first
+three bytes of sha256(prompt) for a generation and of sha256(prompt + b"\\0" + image bytes) for an
+edit, at the request's ``size`` ("WxH"; 64x64 without one). ``image_responder(fields)`` replaces
+it: it gets the JSON body or the form (text fields as str, files as bytes) and returns PNG bytes or
+a ``Fault``. The parts of every multipart request are logged in ``ReceivedRequest.parts``. Queued
+faults apply to the image endpoints too ("missing_choices" is then a 200 reply without ``data``).
+
+Chat replies carry a dated ``model`` (the requested name plus ``-2024-01-01`` unless it is dated
 already, or ``served_model``) and ``usage`` with deterministic counts: prompt tokens are the
 whitespace-separated words of every text in the messages, completion tokens the words of the reply.
 
@@ -16,6 +25,9 @@ whitespace-separated words of every text in the messages, completion tokens the 
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import io
 import json
 import threading
 from collections import deque
@@ -27,6 +39,9 @@ from harness.clients.messages import is_dated_snapshot
 
 FAKE_SNAPSHOT_SUFFIX = "-2024-01-01"
 CHAT_PATH = "/v1/chat/completions"
+GENERATIONS_PATH = "/v1/images/generations"
+EDITS_PATH = "/v1/images/edits"
+DEFAULT_IMAGE_SIZE = (64, 64)
 
 
 @dataclass(frozen=True)
@@ -76,15 +91,32 @@ class Fault:
         return cls("missing_choices")
 
 
+@dataclass(frozen=True)
+class FormPart:
+    """One part of a multipart/form-data request (``filename`` and ``content_type`` only for files)."""
+
+    name: str
+    data: bytes
+    filename: str | None = None
+    content_type: str | None = None
+
+
 @dataclass
 class ReceivedRequest:
-    """One request as the server saw it (``body`` is None if it was not JSON)."""
+    """One request as the server saw it (``body`` is None if it was not JSON; ``parts`` holds the
+    parts of a multipart/form-data body)."""
 
     path: str
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
     has_authorization: bool = False
     method: str = "POST"
+    parts: list[FormPart] = field(default_factory=list)
+
+    def form(self) -> dict[str, Any]:
+        """The multipart fields: files as bytes, the rest as text."""
+        return {part.name: part.data if part.filename is not None else part.data.decode("utf-8")
+                for part in self.parts}
 
 
 def message_texts(body: Any) -> list[str]:
@@ -104,6 +136,59 @@ def echo_last_text(body: Any) -> str:
     return "echo: " + (texts[-1] if texts else "")
 
 
+def solid_png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_size(value: Any) -> tuple[int, int]:
+    """"WxH" -> (W, H); anything else ("auto", missing) -> the default size."""
+    try:
+        width, height = (int(side) for side in str(value).lower().split("x"))
+    except ValueError:
+        return DEFAULT_IMAGE_SIZE
+    return (width, height) if 0 < width <= 4096 and 0 < height <= 4096 else DEFAULT_IMAGE_SIZE
+
+
+def solid_colour_image(fields: dict) -> bytes:
+    """The default image reply: a solid colour from the prompt (and the source image, for edits)."""
+    material = str(fields.get("prompt", "")).encode("utf-8")
+    if isinstance(fields.get("image"), bytes):
+        material += b"\0" + fields["image"]
+    colour = tuple(hashlib.sha256(material).digest()[:3])
+    return solid_png(colour, image_size(fields.get("size")))  # type: ignore[arg-type]
+
+
+def parse_multipart(raw: bytes, content_type: str) -> list[FormPart] | None:
+    """The parts of a multipart/form-data body, or None if it is not one."""
+    kind, _, options = content_type.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        return None
+    params = dict(option.strip().split("=", 1) for option in options.split(";") if "=" in option)
+    boundary = params.get("boundary", "").strip('"')
+    if not boundary:
+        return None
+    parts = []
+    for chunk in raw.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break  # the closing delimiter
+        head, separator, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not separator:
+            return None
+        headers = {}
+        for line in head.decode("utf-8").split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        disposition = {key.strip(): value.strip().strip('"') for key, _, value in
+                       (item.partition("=") for item in headers.get("content-disposition", "").split(";"))}
+        parts.append(FormPart(disposition.get("name", ""), data.removesuffix(b"\r\n"), disposition.get("filename"),
+                              headers.get("content-type")))
+    return parts
+
+
 class FakeOpenAIServer:
     """A threaded HTTP server on 127.0.0.1 (a free port); use it as a context manager.
 
@@ -118,8 +203,10 @@ class FakeOpenAIServer:
 
     def __init__(self, responder: Callable[[Any], "str | Fault"] = echo_last_text,
                  faults: Iterable[Fault] = (), *, api_key: str | None = None,
-                 served_model: str | None = None, delay_s: float = 0.0):
+                 served_model: str | None = None, delay_s: float = 0.0,
+                 image_responder: Callable[[dict], "bytes | Fault"] = solid_colour_image):
         self.responder = responder
+        self.image_responder = image_responder
         self.api_key = api_key
         self.served_model = served_model
         self.delay_s = delay_s
@@ -189,14 +276,18 @@ class FakeOpenAIServer:
         except ValueError:
             body = None
         headers = {name: value for name, value in handler.headers.items() if name.lower() != "authorization"}
+        parts = parse_multipart(raw, handler.headers.get("Content-Type") or "")
         with self._lock:
             self.requests.append(ReceivedRequest(handler.path, body, headers, authorization is not None,
-                                                 handler.command))
+                                                 handler.command, parts or []))
             fault = self._faults.popleft() if self._faults else None
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:
-            self._respond(handler, body, fault, authorization)
+            if handler.path in (GENERATIONS_PATH, EDITS_PATH):
+                self._respond_image(handler, body, parts, fault, authorization)
+            else:
+                self._respond(handler, body, fault, authorization)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -232,6 +323,41 @@ class FakeOpenAIServer:
         completion["choices"] = [{"index": 0, "finish_reason": "stop",
                                   "message": {"role": "assistant", "content": reply}}]
         return _send_json(handler, 200, completion)
+
+
+    def _respond_image(self, handler: BaseHTTPRequestHandler, body: Any, parts: list[FormPart] | None,
+                       fault: Fault | None, authorization: str | None) -> None:
+        if handler.path == GENERATIONS_PATH:
+            if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
+                return _send_error(handler, 400, "the request body must be JSON with a prompt string")
+            fields = body
+        else:
+            fields = {part.name: part.data if part.filename is not None else part.data.decode("utf-8", "replace")
+                      for part in parts or []}
+            if not isinstance(fields.get("image"), bytes) or not isinstance(fields.get("prompt"), str):
+                return _send_error(handler, 400, "the request must be multipart/form-data with an image file "
+                                                 "and a prompt field")
+        if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+            presented = (authorization or "").removeprefix("Bearer ")
+            return _send_error(handler, 401, f"Incorrect API key provided: {presented or '(none)'}.")
+        reply = self.image_responder(fields)
+        if isinstance(reply, Fault):
+            fault, reply = fault or reply, b""
+        if fault is not None and fault.kind == "status":
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return _send_error(handler, fault.status, fault.message, {**extra, **dict(fault.headers)})
+        if fault is not None and fault.kind == "malformed_json":
+            return _send(handler, 200, b'{"created": 0, "data": [')
+        if fault is not None and fault.kind == "missing_choices":
+            return _send_json(handler, 200, {"created": 0})
+        delay = fault.delay_s if fault is not None and fault.kind == "slow" else self.delay_s
+        if delay and self._stopping.wait(delay):
+            return None  # shutting down
+        if fields.get("response_format") == "url":
+            item = {"url": f"http://127.0.0.1/fake-images/{hashlib.sha256(reply).hexdigest()[:16]}.png"}
+        else:
+            item = {"b64_json": base64.b64encode(reply).decode("ascii")}
+        return _send_json(handler, 200, {"created": 0, "data": [item]})
 
 
 def _dated(model: str) -> str:
