@@ -5,6 +5,8 @@
     harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
     harness rescore mme FOLDER         official numbers from MME per-subtask answer files
     harness rescore mmbench FILE       official numbers from an MMBench predictions file
+    harness rescore dpg DETAIL --csv   official numbers from a DPG-Bench *_detail.txt
+    harness rescore imgedit RESULT     official numbers from an ImgEdit result.json
     harness shapes-data KIND OUT       write shapes-world data in an official layout (mme, mmbench)
     harness report RUN [RUN ...]       Markdown + HTML report of finished runs
     harness plugins                    list registered plugins
@@ -102,6 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     mmbench.add_argument("--judge-fallback", choices=["seeded", "fail"], default="seeded")
     mmbench.add_argument("--seed", type=int, default=0, help="seed of the flagged fallback choice")
     mmbench.set_defaults(handler=_rescore_mmbench)
+
+    dpg = targets.add_parser("dpg", help="an official *_detail.txt (answers per image, tile, question)")
+    dpg.add_argument("detail", type=Path)
+    dpg.add_argument("--csv", type=Path, required=True, help="the question graph, dpg_bench.csv")
+    dpg.add_argument("--mode", choices=["official", "fixed"], default="official",
+                     help="official reproduces the upstream quirks; fixed corrects them (not comparable)")
+    dpg.add_argument("--pic-num", type=int, help="tiles per image to score (default: as many as the file holds)")
+    dpg.set_defaults(handler=_rescore_dpg)
+
+    imgedit = targets.add_parser("imgedit", help="the judge's result.json ({key: reply})")
+    imgedit.add_argument("result", type=Path)
+    imgedit.add_argument("--edits", type=Path, required=True, help="basic_edit.json")
+    imgedit.add_argument("--strict", action="store_true",
+                         help="stop at the first failed judge call, as the official script does")
+    imgedit.set_defaults(handler=_rescore_imgedit)
 
     report = commands.add_parser("report", help="Markdown + HTML report of finished runs")
     report.add_argument("runs", nargs="+", type=Path)
@@ -202,6 +219,24 @@ def _rescore_mmbench(args: argparse.Namespace) -> int:
                                   judge_fallback=args.judge_fallback, seed=args.seed, data=args.data)
     print(format_summary(summary))
     print(json.dumps({"overall": summary["overall"], "l2": summary["l2"], "l3": summary["l3"]}))
+    return 0
+
+
+def _rescore_dpg(args: argparse.Namespace) -> int:
+    from benchmarks.dpg.rescore import format_summary, rescore_detail
+
+    summary = rescore_detail(args.detail, csv=args.csv, mode=args.mode, pic_num=args.pic_num)
+    print(format_summary(summary))
+    print(json.dumps({key: summary[key] for key in ("overall", "l1", "l2", "images")}))
+    return 0
+
+
+def _rescore_imgedit(args: argparse.Namespace) -> int:
+    from benchmarks.imgedit.rescore import format_summary, rescore_results
+
+    summary = rescore_results(args.result, args.edits, strict=args.strict)
+    print(format_summary(summary))
+    print(json.dumps({"overall": summary["overall"], "types": summary["types"]}))
     return 0
 
 

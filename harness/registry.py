@@ -36,10 +36,14 @@ BUILTIN_MODULES = (
     "harness.shapes.renderer_model",
     "harness.shapes.answerer_model",
     "harness.models.openai_chat",
+    "harness.models.openai_images",
     "harness.judges.chat",
+    "harness.judges.vqa",
     "benchmarks.geneval",
     "benchmarks.mme",
     "benchmarks.mmbench",
+    "benchmarks.dpg",
+    "benchmarks.imgedit",
 )
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
