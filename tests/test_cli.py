@@ -150,3 +150,46 @@ def test_rescore_mmbench_refuses_files_it_cannot_score_honestly(tmp_path, capsys
     assert main(["rescore", "mmbench", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(path) in err and "Traceback" not in err
+
+
+DPG_CSV = """item_id,text,keywords,proposition_id,dependency,category_broad,category_detailed,tuple,question_natural_language
+first,t,k,1,0,entity,whole,entity - whole (x),Is there an x?
+a,t,k,1,0,entity,whole,entity - whole (cat),Is there a cat?
+a,t,k,2,1,attribute,color,"attribute - color (cat, black)","Is the cat, the one here, black?"
+b,t,k,1,0,entity,whole,entity - whole (dog),Is there a dog?
+b,t,k,2,1,attribute,color,"attribute - color (dog, white)",Is the dog white?
+"""
+
+
+def test_rescore_dpg_replays_a_detail_file_through_the_official_arithmetic(tmp_path, capsys):
+    (tmp_path / "dpg_bench.csv").write_text(DPG_CSV)
+    detail = tmp_path / "dpg_detail.txt"
+    detail.write_text("out/a.png, (0, 0, 384, 384), Is there a cat?, yes\n"
+                      "out/a.png, (0, 0, 384, 384), Is the cat, the one here, black?, no\n"
+                      "out/b.png, (0, 0, 384, 384), Is there a dog?, no\n"
+                      "out/b.png, (0, 0, 384, 384), Is the dog white?, yes\n")
+    assert main(["rescore", "dpg", str(detail), "--csv", str(tmp_path / "dpg_bench.csv")]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # a: 1 and 0 -> 0.5; b: "no" zeroes its dependant -> 0; overall 100 * (0.5 + 0) / 2 = 25
+    assert last["overall"] == pytest.approx(25.0) and last["images"] == 2
+    # categories use raw answers (before zeroing): whole [1, 0], color [0, 1]
+    assert last["l2"] == {"attribute - color": pytest.approx(50.0), "entity - whole": pytest.approx(50.0)}
+    assert last["l1"] == {"attribute": pytest.approx(50.0), "entity": pytest.approx(50.0)}
+
+
+def test_rescore_imgedit_prints_type_means_and_counts_judge_errors_apart(tmp_path, capsys):
+    edits = {"1": {"id": "x/1.jpg", "prompt": "Add a cat.", "edit_type": "add"},
+             "2": {"id": "x/2.jpg", "prompt": "Remove the dog.", "edit_type": "remove"},
+             "3": {"id": "x/3.jpg", "prompt": "Add a hat.", "edit_type": "add"}}
+    results = {"1": "Brief reasoning: fine.\nPrompt Compliance: 4\nVisual Naturalness: 3\nPhysical: 3",
+               "2": "Brief reasoning: good.\nA: 5\nB: 5\nC: 5",
+               "3": {"error": "Rate limit reached"}}
+    (tmp_path / "basic_edit.json").write_text(json.dumps(edits))
+    (tmp_path / "result.json").write_text(json.dumps(results, indent=4))
+    args = ["rescore", "imgedit", str(tmp_path / "result.json"), "--edits", str(tmp_path / "basic_edit.json")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    last = json.loads(captured.out.strip().splitlines()[-1])
+    assert last["types"]["add"] == 3.33 and last["types"]["remove"] == 5.0  # round(10/3, 2); item 3 excluded
+    assert last["overall"] == pytest.approx((3.33 + 5.0) / 2)
+    assert main(args + ["--strict"]) == 2 and "3" in capsys.readouterr().err
