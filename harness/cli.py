@@ -1,6 +1,6 @@
 """The ``harness`` command line.
 
-    harness demo                       GenEval, MME, MMBench on the shapes world, tiny Janus, report
+    harness demo                       all five benchmarks on the shapes world, tiny Janus, report
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
     harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
     harness rescore mme FOLDER         official numbers from MME per-subtask answer files
@@ -49,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="GenEval, MME and MMBench on the shapes world, offline")
+    demo = commands.add_parser("demo", help="all five benchmarks on the shapes world, offline")
     demo.add_argument("--out", default="harness-demo", help="output folder (default: %(default)s)")
     demo.add_argument("--per-tag", type=int, default=8, help="GenEval shapes prompts per tag")
     demo.add_argument("--images-per-prompt", type=int, default=4)
     demo.add_argument("--mme-images", type=int, default=10, help="MME shapes images per subtask")
     demo.add_argument("--mmbench-questions", type=int, default=40)
+    demo.add_argument("--dpg-items", type=int, default=12, help="DPG shapes dense prompts (4 tiles each)")
+    demo.add_argument("--imgedit-items", type=int, default=18, help="ImgEdit shapes edits")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_demo)
@@ -294,11 +296,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     from harness.demo import DemoSize
 
-    for flag in ("per_tag", "images_per_prompt", "mme_images", "mmbench_questions"):
+    for flag in ("per_tag", "images_per_prompt", "mme_images", "mmbench_questions", "dpg_items", "imgedit_items"):
         if getattr(args, flag) < 1:
             raise HarnessError(f"--{flag.replace('_', '-')} must be at least 1")
     size = DemoSize(per_tag=args.per_tag, images_per_prompt=args.images_per_prompt,
-                    mme_images_per_subtask=args.mme_images, mmbench_questions=args.mmbench_questions)
+                    mme_images_per_subtask=args.mme_images, mmbench_questions=args.mmbench_questions,
+                    dpg_items=args.dpg_items, imgedit_items=args.imgedit_items)
     report = run_demo(Path(args.out), size, seed=args.seed, show_progress=not args.no_progress)
     print(f"report: {report}")
     return 0

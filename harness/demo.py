@@ -1,10 +1,15 @@
 """``harness demo``: the whole harness, offline, in a few minutes.
 
-Runs three benchmarks on the shapes world, each with two models:
+Runs five benchmarks on the shapes world, each with two models:
 
 - GenEval (text-to-image): a tiny randomly initialised Janus (the real adapter and sampling code,
   a model too small and untrained to draw anything) and the shapes renderer (a procedural model
   that draws each prompt correctly), judged by the pixel-only shapes detector.
+- DPG-Bench (dense prompts, 2x2 tiles) with the same two models, judged by a procedural VQA judge
+  that answers the question graph from the pixels.
+- ImgEdit-Bench (editing): the tiny Janus through the real Janus-4o edit loop, and the shapes editor
+  (a procedural model that performs each edit), judged by a procedural judge replying in the
+  official format (three 1-5 scores), parsed by the official rule.
 - MME and MMBench (understanding): the same tiny Janus answering questions about shapes images
   (the real understanding path), and the shapes answerer (a procedural model that reads the pixels
   with the shapes detector). The data are written first in the official layouts (an MME release
@@ -30,26 +35,45 @@ class DemoSize:
     images_per_prompt: int = 4
     mme_images_per_subtask: int = 10  # 4 subtasks x 10 images x 2 questions
     mmbench_questions: int = 40  # each asked once per circular pass (2-4 passes)
+    dpg_items: int = 12  # dense prompts, 4 tiles each
+    imgedit_items: int = 18  # procedural edits over the shapes edit types
     answer_tokens: int = 8  # tiny Janus max_new_tokens (answers are single words)
 
 
 def demo_specs(out: Path, model_dir: Path, size: DemoSize, seed: int) -> dict[str, dict[str, RunSpec]]:
-    """benchmark -> model name -> spec."""
+    """benchmark -> model name -> spec (the data folders are written by ``write_demo_data``)."""
     janus_path = str(model_dir.resolve())
     geneval = ComponentSpec("geneval", {"prompts": "shapes", "per_tag": size.per_tag,
                                         "images_per_prompt": size.images_per_prompt})
     shapes_judges = {"detector": ComponentSpec("shapes"), "color_classifier": ComponentSpec("shapes")}
     janus_answers = ComponentSpec("janus", {"path": janus_path, "batch_size": 16,
                                             "max_new_tokens": size.answer_tokens})
-    mme_data, mmbench_data = demo_data_paths(out, size, seed)
-    mme = ComponentSpec("mme", {"data": str(mme_data.resolve())})
-    mmbench = ComponentSpec("mmbench", {"data": str(mmbench_data.resolve())})
+    paths = demo_data_paths(out, size, seed)
+    mme = ComponentSpec("mme", {"data": str(paths["mme"].resolve())})
+    mmbench = ComponentSpec("mmbench", {"data": str(paths["mmbench"].resolve())})
+    dpg_data, edit_data = paths["dpg"].resolve(), paths["imgedit"].resolve()
+    dpg = ComponentSpec("dpg", {"prompts": str(dpg_data / "prompts"), "csv": str(dpg_data / "dpg_bench.csv")})
+    imgedit = ComponentSpec("imgedit", {"edits": str(edit_data / "basic_edit.json"),
+                                        "images": str(edit_data / "images"),
+                                        "judge_prompts": str(edit_data / "prompts.json")})
+    janus_images = ComponentSpec("janus", {"path": janus_path, "batch_size": 16})
+    dpg_judges = {"vqa": ComponentSpec("shapes-vqa")}
+    edit_judges = {"judge": ComponentSpec("shapes-edit-judge")}
     return {
         "geneval": {
-            "tiny-janus": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed,
-                                  model=ComponentSpec("janus", {"path": janus_path, "batch_size": 16})),
+            "tiny-janus": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed, model=janus_images),
             "shapes-renderer": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed,
                                        model=ComponentSpec("shapes-renderer", {"size": 64})),
+        },
+        "dpg": {
+            "tiny-janus": RunSpec(benchmark=dpg, model=janus_images, judges=dpg_judges, seed=seed),
+            "shapes-renderer": RunSpec(benchmark=dpg, model=ComponentSpec("shapes-renderer", {"size": 64}),
+                                       judges=dpg_judges, seed=seed),
+        },
+        "imgedit": {
+            "tiny-janus": RunSpec(benchmark=imgedit, model=janus_images, judges=edit_judges, seed=seed),
+            "shapes-editor": RunSpec(benchmark=imgedit, model=ComponentSpec("shapes-editor"),
+                                     judges=edit_judges, seed=seed),
         },
         "mme": {
             "tiny-janus": RunSpec(benchmark=mme, model=janus_answers, seed=seed),
@@ -68,31 +92,44 @@ def _headline(benchmark: str, scores: dict) -> str:
         return f"overall {scores['overall']:.4f} ({tasks})"
     if benchmark == "mme":
         return f"perception {scores['perception']:.2f} (max {200 * len(scores['subtasks'])})"
+    if benchmark == "dpg":
+        return f"overall {scores['overall']:.2f} (0-100)"
+    if benchmark == "imgedit":
+        return f"overall {scores['overall']:.2f} (1-5, mean of type means)"
     return f"overall {scores['overall']:.4f} (CircularEval)"
 
 
-def demo_data_paths(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path]:
+def demo_data_paths(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
     """Named by size and seed, so a demo with other sizes never reuses stale data."""
     data = out / "data"
-    return (data / f"mme-shapes-{size.mme_images_per_subtask}-seed{seed}",
-            data / f"mmbench-shapes-{size.mmbench_questions}-seed{seed}.tsv")
+    return {"mme": data / f"mme-shapes-{size.mme_images_per_subtask}-seed{seed}",
+            "mmbench": data / f"mmbench-shapes-{size.mmbench_questions}-seed{seed}.tsv",
+            "dpg": data / f"dpg-shapes-{size.dpg_items}-seed{seed}",
+            "imgedit": data / f"imgedit-shapes-{size.imgedit_items}-seed{seed}"}
 
 
-def write_demo_data(out: Path, size: DemoSize, seed: int) -> tuple[Path, Path]:
+def write_demo_data(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
     """Write the shapes data once; each file or folder appears complete or not at all."""
+    from harness.shapes.dense import write_dpg_shapes
+    from harness.shapes.edits import write_imgedit_shapes
     from harness.shapes.understanding import write_mmbench_shapes, write_mme_shapes
 
-    mme, mmbench = demo_data_paths(out, size, seed)
-    if not mme.is_dir():
-        partial = mme.with_name(mme.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        write_mme_shapes(partial, per_subtask=size.mme_images_per_subtask, seed=seed)
-        partial.rename(mme)
-    if not mmbench.is_file():
-        partial = mmbench.with_name(mmbench.name + ".partial")
-        write_mmbench_shapes(partial, questions=size.mmbench_questions, seed=seed)
-        partial.rename(mmbench)
-    return mme, mmbench
+    writers = {
+        "mme": lambda path: write_mme_shapes(path, per_subtask=size.mme_images_per_subtask, seed=seed),
+        "mmbench": lambda path: write_mmbench_shapes(path, questions=size.mmbench_questions, seed=seed),
+        "dpg": lambda path: write_dpg_shapes(path, items=size.dpg_items, seed=seed),
+        "imgedit": lambda path: write_imgedit_shapes(path, items=size.imgedit_items, seed=seed),
+    }
+    paths = demo_data_paths(out, size, seed)
+    for name, path in paths.items():
+        if path.exists():
+            continue
+        partial = path.with_name(path.name + ".partial")
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        writers[name](partial)
+        partial.rename(path)
+    return paths
 
 
 def run_demo(out: Path, size: DemoSize = DemoSize(), seed: int = 0, show_progress: bool = True) -> Path:

@@ -50,10 +50,11 @@ class RunView:
         return dict(self.summary["scores"].get(key, {})) if key else {}
 
 
-def _fmt(value: float | None) -> str:
+def _fmt(value: float | None, scale_max: float = 1.0) -> str:
+    """Four decimals on a 0-1 scale, two on wider ones (MME points, DPG 0-100, ImgEdit 1-5)."""
     if value is None:
         return "n/a"
-    return f"{value:.4f}" if abs(value) <= 1.0 else f"{value:.2f}"
+    return f"{value:.4f}" if scale_max <= 1.0 else f"{value:.2f}"
 
 
 def _by_benchmark(runs: Sequence[RunView]) -> dict[str, list[RunView]]:
@@ -69,11 +70,13 @@ def _score_table(runs: Sequence[RunView]) -> tuple[list[str], list[list[str]]]:
         groups += [g for g in run.groups if g not in groups]
     header = ["run", "model", "overall", *groups, "samples", "judge failures"]
     rows = []
+    scale_max = runs[0].benchmark_class.breakdown_range[1] if runs else 1.0
     for run in runs:
         protocol = run.summary["protocol"]
         model = protocol.get("model", {}).get("name", "?")
-        rows.append([run.name, model, _fmt(run.summary["scores"].get("overall")),
-                     *[_fmt(run.groups.get(g)) for g in groups],
+        overall = run.summary["scores"].get("overall")
+        rows.append([run.name, model, _fmt(overall, max(scale_max, abs(overall or 0))),
+                     *[_fmt(run.groups.get(g), scale_max) for g in groups],
                      str(run.summary["counts"].get("scored", "")),
                      str(run.summary["counts"].get("judge_failed", 0))])
     return header, rows

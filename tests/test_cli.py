@@ -63,17 +63,21 @@ def test_unknown_plugin_in_a_spec_suggests_the_right_name(tmp_path, capsys):
 
 def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--per-tag", "1", "--images-per-prompt", "2",
-                 "--mme-images", "2", "--mmbench-questions", "6", "--no-progress"]) == 0
+                 "--mme-images", "2", "--mmbench-questions", "6", "--dpg-items", "3",
+                 "--imgedit-items", "7", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1] == f"report: {tmp_path / 'report.html'}"
     assert "geneval shapes-renderer: overall 1.0000" in out
     # four shapes subtasks, every question right: 4 x (100 + 100) points; every MMBench question right
     assert "mme shapes-answerer: perception 800.00" in out
     assert "mmbench shapes-answerer: overall 1.0000" in out
+    # procedural models that draw and edit correctly get full marks from the procedural judges
+    assert "dpg shapes-renderer: overall 100.00" in out and "imgedit shapes-editor: overall 5.00" in out
     page = (tmp_path / "report.html").read_text()
     assert "<table" in page and page.count("data:image/png;base64") >= 2 * 6 * 2
     assert "http://" not in page and "https://" not in page  # self-contained
-    assert "<h2>mme</h2>" in page and "<h2>mmbench</h2>" in page and "answer (raw)" in page
+    assert all(f"<h2>{name}</h2>" in page for name in ("geneval", "dpg", "imgedit", "mme", "mmbench"))
+    assert "answer (raw)" in page
     markdown = (tmp_path / "report.md").read_text()
     assert "| tiny-janus | janus |" in markdown and "| shapes-renderer | shapes-renderer | 1.0000 |" in markdown
     assert "| shapes-answerer | shapes-answerer | 800.00 | 200.00 | 200.00 | 200.00 | 200.00 |" in markdown
