@@ -1,5 +1,6 @@
 """The command line: rescore's last-line JSON, clear errors, demo and report end to end."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,16 @@ def test_rescore_imgedit_prints_type_means_and_counts_judge_errors_apart(tmp_pat
     assert last["types"]["add"] == 3.33 and last["types"]["remove"] == 5.0  # round(10/3, 2); item 3 excluded
     assert last["overall"] == pytest.approx((3.33 + 5.0) / 2)
     assert main(args + ["--strict"]) == 2 and "3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parents[1] / "examples").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_every_example_spec_loads_and_names_registered_plugins(example):
+    from harness import registry
+    from harness.spec import RunSpec
+
+    spec = RunSpec.load(example)
+    benchmark = registry.get("benchmark", spec.benchmark.name)
+    registry.get("model", spec.model.name)
+    for role, component in spec.judges.items():
+        registry.get(benchmark.judge_roles[role], component.name)
