@@ -29,6 +29,12 @@ class Benchmark:
     #: for reports: the key of ``scores`` holding the per-category breakdown, its scale, and a note
     #: on how the headline number is formed
     breakdown: ClassVar[str] = ""
+    #: how the headline is formed from ``item_scores`` (for paired statistics): "pooled" (mean over
+    #: items), "group_mean" (mean of the per-group means) or "group_sum" (sum of them)
+    headline_aggregation: ClassVar[str] = "pooled"
+    #: the per-sample paired test reports use: "mcnemar" (pass/fail), "wilcoxon" (ordinal judge
+    #: scores) or "bootstrap" (only the paired bootstrap)
+    paired_test: ClassVar[str] = "bootstrap"
     breakdown_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     scale_note: ClassVar[str] = ""
 
@@ -74,6 +80,27 @@ class Benchmark:
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
         """(scores, counts) from the scored records; judge failures are excluded from scores."""
         raise NotImplementedError
+
+    def item_scores(self, records: Sequence[SampleRecord]) -> dict[str, tuple[str, float]]:
+        """item id -> (group, value): the values whose ``headline_aggregation`` gives the headline
+        score, so that two runs can be compared item by item (paired bootstrap over items). By
+        default the mean score of the item's samples; items with a judge failure are left out."""
+        by_item: dict[str, list[SampleRecord]] = {}
+        for record in records:
+            by_item.setdefault(record.item_id, []).append(record)
+        values = {}
+        for item_id, samples in by_item.items():
+            if any(r.judge_failed or r.score is None for r in samples):
+                continue
+            values[item_id] = (samples[0].group, sum(r.score for r in samples) / len(samples))
+        return values
+
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        """Why a run's protocol card (``summary.json["protocol"]``) is not the official setup behind
+        published numbers, one reason per line; empty when it is. Reports refuse to print a
+        difference against a published number when this is not empty."""
+        return []
 
     def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:
         """Write the official result file(s); return their paths relative to ``run_dir``."""

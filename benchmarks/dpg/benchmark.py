@@ -213,6 +213,13 @@ class DPGBench(Benchmark):
                   "judge_failed": sum(r.judge_failed for r in records), **result["counts"]}
         return {"overall": result["overall"], "l1": result["l1"], "l2": result["l2"]}, counts
 
+    def item_scores(self, records: Sequence[SampleRecord]) -> dict[str, tuple[str, float]]:
+        """Per prompt: 100 x its image score (mean of its tiles), for the images the mode scores."""
+        images, _ = self._aggregate(records)
+        groups = {record.item_id: record.group for record in records}
+        return {image.item_id: (groups.get(image.item_id, ""), 100.0 * image.score)
+                for image in images if image.score is not None}
+
     # ------------------------------------------------------------------------------ official files
 
     def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:

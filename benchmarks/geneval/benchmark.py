@@ -58,6 +58,8 @@ class GenEval(Benchmark):
     version = "1"
     scoring_keys = frozenset({"options", "aggregation", "class_names_hash"})
     breakdown = "tasks"
+    headline_aggregation = "group_mean"  # tag accuracies, then their mean
+    paired_test = "mcnemar"  # each image passes or fails
     scale_note = "0-1, unweighted mean of the six per-tag image accuracies"
 
     def __init__(self, prompts: str = "official", images_per_prompt: int = 4, per_tag: int = 10,

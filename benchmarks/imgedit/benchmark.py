@@ -51,6 +51,8 @@ class ImgEdit(Benchmark):
     scoring_keys = frozenset({"judge_prompts_hash", "judge_prompts_release", "judge_call",
                               "judge_image_encoding", "parsing", "aggregation", "judge_failures", "scale"})
     breakdown = "types"
+    headline_aggregation = "group_mean"  # type means, then their unweighted mean
+    paired_test = "wilcoxon"  # 1-5 judge scores
     breakdown_range = (0.0, 5.0)
     scale_note = ("1-5 judge scale: overall = unweighted mean of the edit-type means (kept unrounded; "
                   "papers print 2 decimals); each type mean = mean of the item scores rounded to 2 decimals")

@@ -65,6 +65,7 @@ class MMBench(Benchmark):
     scoring_keys = frozenset({"rule_version", "rule_commit", "judge_prompt_hash", "judge_attempts",
                               "judge_fallback", "scoring", "aggregation", "scale"})
     breakdown = "l2"
+    paired_test = "mcnemar"  # each question is a hit or not
     scale_note = "0-1 (papers multiply by 100): CircularEval accuracy over questions; bars show L2 categories"
 
     def __init__(self, data: str, prompt_style: str = "vlmevalkit", circular: str = "auto",
@@ -154,6 +155,11 @@ class MMBench(Benchmark):
 
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
         return aggregate(self.outcomes(records))
+
+    def item_scores(self, records: Sequence[SampleRecord]) -> dict[str, tuple[str, float]]:
+        """Per question: its CircularEval hit (1 or 0); questions a judge failure decides are left out."""
+        questions, _ = question_outcomes(self.outcomes(records))
+        return {str(q.g_index): (q.l2_category or "", float(q.hit)) for q in questions if q.hit is not None}
 
     def outcomes(self, records: Sequence[SampleRecord]) -> list[PassOutcome]:
         """Pass outcomes; the question's metadata comes from the data, so a record the runner made

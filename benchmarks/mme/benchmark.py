@@ -60,6 +60,8 @@ class MME(Benchmark):
     version = "1"
     scoring_keys = frozenset({"answer_line", "parsing", "aggregation"})
     breakdown = "subtasks"
+    headline_aggregation = "group_sum"  # subtask scores, summed
+    paired_test = "mcnemar"  # each question is right or wrong
     breakdown_range = (0.0, 200.0)
     scale_note = ("MME points: subtask = 100*acc + 100*acc+ (max 200); overall = perception "
                   "(10 subtasks, max 2000) + cognition (4 subtasks, max 800), over the subtasks present")
@@ -167,6 +169,16 @@ class MME(Benchmark):
                   "perception_subtasks": sum(GROUP_OF[name] == "perception" for name in scores),
                   "cognition_subtasks": sum(GROUP_OF[name] == "cognition" for name in scores)}
         return summary, counts
+
+    def item_scores(self, records: Sequence[SampleRecord]) -> dict[str, tuple[str, float]]:
+        """Per image: 100 * (share of its two questions right) + 100 * (both right), whose mean over
+        a subtask's images is the subtask score (acc over questions, acc+ over images)."""
+        values = {}
+        for subtask, pairs in self._scored_items(records).items():
+            for pair in pairs:
+                right = [record.verdict["label"] == record.verdict["gt"].lower() for record in pair]
+                values[pair[0].item_id] = (subtask, 100.0 * sum(right) / len(right) + 100.0 * all(right))
+        return values
 
     def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:
         """``mme_results/<subtask>.txt`` per scored subtask, rows in request order."""
