@@ -102,6 +102,20 @@ class DPGBench(Benchmark):
     def protocol(self) -> dict[str, Any]:
         return self._protocol
 
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        reasons = []
+        if protocol.get("prompt_set") != "official":
+            reasons.append(f"prompts: {protocol.get('prompt_set')}, not the official 1065")
+        if protocol.get("tiles_per_prompt") != 4:
+            reasons.append(f"{protocol.get('tiles_per_prompt')} tiles per prompt, not 4")
+        if protocol.get("mode") != "official":
+            reasons.append(f"scoring mode {protocol.get('mode')!r} corrects the official quirks")
+        vqa = protocol.get("judges", {}).get("vqa", {}).get("name")
+        reasons.append(f"VQA judge {vqa!r} is not mPLUG-large (the official modelscope judge, which "
+                       "this harness cannot run)")
+        return reasons
+
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         requests = []
         for prompt in self.prompts[:limit]:

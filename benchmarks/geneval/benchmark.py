@@ -92,6 +92,26 @@ class GenEval(Benchmark):
             "class_names_hash": hash_file(self.class_names_file) if self.class_names_file else "packaged",
         }
 
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        reasons = []
+        if protocol.get("prompt_set") != "official":
+            reasons.append(f"prompts: {protocol.get('prompt_set')}, not the official 553")
+        if protocol.get("images_per_prompt") != 4:
+            reasons.append(f"{protocol.get('images_per_prompt')} images per prompt, not 4")
+        defaults = {key: value for key, value in GenEvalOptions().to_dict().items() if key in RULE_OPTIONS}
+        if protocol.get("options", defaults) != defaults:
+            reasons.append(f"rule options {protocol.get('options')} differ from the official defaults")
+        judges = protocol.get("judges", {})
+        detector = judges.get("detector", {}).get("name")
+        if detector not in ("mmdet-mask2former", "precomputed"):
+            reasons.append(f"detector {detector!r} is not the official mmdet Mask2Former")
+        colors = judges.get("color_classifier", {})
+        official_clip = colors.get("name") == "open-clip" and colors.get("params", {}).get("model", "ViT-L-14") == "ViT-L-14"
+        if not official_clip and colors.get("name") != "from-detections":
+            reasons.append(f"colour classifier {colors.get('name')!r} is not CLIP ViT-L-14")
+        return reasons
+
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         requests = []
         for index, metadata in enumerate(self.metadata[:limit]):

@@ -93,6 +93,18 @@ class ImgEdit(Benchmark):
     def protocol(self) -> dict[str, Any]:
         return self._protocol
 
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        reasons = []
+        if str(protocol.get("edits_release", "")).startswith("unknown"):
+            reasons.append("basic_edit.json is not an upstream release (737 edits)")
+        if str(protocol.get("judge_prompts_release", "")).startswith("unknown"):
+            reasons.append("prompts.json is not the upstream judge prompts file")
+        judge = protocol.get("judges", {}).get("judge", {})
+        if judge.get("name") != "openai-compatible":  # which snapshot matches which table: see the baseline
+            reasons.append(f"judge {judge.get('name')!r} is not a GPT-4o/GPT-4.1 snapshot")
+        return reasons
+
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         requests = []
         for item in self.edits.items[:limit]:

@@ -27,6 +27,8 @@ from harness.registry import register
 from harness.schema import SampleRecord
 from harness.seeds import sample_seed
 
+#: questions in the official splits (dev, test; EN and CN alike), PROTOCOLS.md 5.1
+OFFICIAL_QUESTION_COUNTS = (1164, 1784)
 BENCHMARK_NAME = "mmbench"
 JUDGE_ROLE = "choice_extractor"
 
@@ -111,6 +113,16 @@ class MMBench(Benchmark):
     @property
     def protocol(self) -> dict[str, Any]:
         return self._protocol
+
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        reasons = []
+        if protocol.get("questions") not in OFFICIAL_QUESTION_COUNTS:
+            reasons.append(f"{protocol.get('questions')} questions: not an official MMBench split "
+                           f"(dev {OFFICIAL_QUESTION_COUNTS[0]}, test {OFFICIAL_QUESTION_COUNTS[1]})")
+        if not protocol.get("judges"):
+            reasons.append("no LLM choice extractor: exact matching is a lower bound of the official scoring")
+        return reasons
 
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         requests = []

@@ -103,6 +103,13 @@ class MME(Benchmark):
     def protocol(self) -> dict[str, Any]:
         return self._protocol
 
+    @classmethod
+    def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
+        if protocol.get("complete_release"):
+            return []
+        return [f"not the complete MME release ({len(protocol.get('subtasks', []))} of 14 subtasks, "
+                f"{protocol.get('images')} images)"]
+
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         """Two requests per image (Yes question, then No question); ``limit`` keeps N images."""
         requests = []

@@ -1,0 +1,39 @@
+"""Which protocol cards match the official setups behind published numbers."""
+from harness import registry
+
+
+def _departures(benchmark: str, protocol: dict) -> list[str]:
+    return registry.get("benchmark", benchmark).departures_from_official(protocol)
+
+
+OFFICIAL_GENEVAL = {
+    "prompt_set": "official", "images_per_prompt": 4,
+    "options": {"threshold": 0.3, "counting_threshold": 0.9, "max_objects": 16, "max_overlap": 1.0,
+                "position_threshold": 0.1},
+    "judges": {"detector": {"name": "mmdet-mask2former", "params": {}},
+               "color_classifier": {"name": "open-clip", "params": {"model": "ViT-L-14", "pretrained": "openai"}}},
+}
+
+
+def test_the_official_geneval_setup_has_no_departures_and_each_change_is_named():
+    assert _departures("geneval", OFFICIAL_GENEVAL) == []
+    shapes = {**OFFICIAL_GENEVAL, "prompt_set": "shapes", "images_per_prompt": 1,
+              "options": {**OFFICIAL_GENEVAL["options"], "threshold": 0.5},
+              "judges": {"detector": {"name": "mask2former-hf"}, "color_classifier": {"name": "shapes"}}}
+    reasons = _departures("geneval", shapes)
+    assert len(reasons) == 5
+    assert any("not the official 553" in r for r in reasons) and any("mask2former-hf" in r for r in reasons)
+
+
+def test_understanding_setups():
+    assert _departures("mme", {"complete_release": True}) == []
+    assert "4 of 14 subtasks" in _departures("mme", {"complete_release": False, "subtasks": ["a"] * 4, "images": 40})[0]
+    judged = {"questions": 1164, "judges": {"choice_extractor": {"name": "openai-compatible"}}}
+    assert _departures("mmbench", judged) == []
+    assert len(_departures("mmbench", {"questions": 40, "judges": {}})) == 2
+
+
+def test_dpg_is_never_official_here_because_mplug_cannot_run():
+    protocol = {"prompt_set": "official", "tiles_per_prompt": 4, "mode": "official",
+                "judges": {"vqa": {"name": "hf-vqa"}}}
+    assert len(_departures("dpg", protocol)) == 1 and "mPLUG" in _departures("dpg", protocol)[0]
