@@ -26,6 +26,11 @@ class Benchmark:
     #: keys of ``protocol`` that change only the scoring, never what the model is asked: they stay
     #: out of generation cache keys, so changing them re-runs the judging and nothing else
     scoring_keys: ClassVar[frozenset[str]] = frozenset()
+    #: keys of ``protocol`` that describe the whole data set (file names, content hashes, item
+    #: counts): recorded on the card but kept out of every cache key, because each request's and
+    #: each item's own content is already in its keys; a renamed copy or a subset of the data then
+    #: reuses every output and verdict it shares with earlier runs
+    card_only_keys: ClassVar[frozenset[str]] = frozenset()
     #: for reports: the key of ``scores`` holding the per-category breakdown, its scale, and a note
     #: on how the headline number is formed
     breakdown: ClassVar[str] = ""
@@ -50,7 +55,13 @@ class Benchmark:
     @property
     def generation_protocol(self) -> dict[str, Any]:
         """The part of ``protocol`` that changes the model's outputs (generation cache keys)."""
-        return {key: value for key, value in self.protocol.items() if key not in self.scoring_keys}
+        skip = self.scoring_keys | self.card_only_keys
+        return {key: value for key, value in self.protocol.items() if key not in skip}
+
+    @property
+    def judging_protocol(self) -> dict[str, Any]:
+        """The part of ``protocol`` that changes verdicts (judgement cache keys)."""
+        return {key: value for key, value in self.protocol.items() if key not in self.card_only_keys}
 
     @property
     def output_kind(self) -> str:

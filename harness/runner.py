@@ -366,7 +366,7 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: di
            show_progress: bool, max_failure_rate: float | None = None) -> tuple[list[SampleRecord], int]:
     cache = KeyedLog(cache_dir, "judgements", dist.rank)
     identity = judge_identity(spec, benchmark)
-    options = {"benchmark_version": benchmark.version, "protocol": benchmark.protocol}
+    options = {"benchmark_version": benchmark.version, "protocol": benchmark.judging_protocol}
     keyed = []
     for request in mine:
         output = outputs[request.sample_id]
@@ -393,13 +393,14 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: di
                       f"{record.failure}", file=sys.stderr)
             else:
                 cache.put(key, {"record": record.to_dict()})
-        judged_now = sum(key in records for _, _, key in pending)
-        if (max_failure_rate is not None and judged_now >= min(MIN_SAMPLES_FOR_FAILURE_RATE, len(pending))
-                and failed > max_failure_rate * judged_now):
+        # the rate counts every verdict of this run, cached ones included: a resumed run whose only
+        # pending samples are a few lasting failures must not look like a judge that is down
+        seen = len(keyed) - len(pending) + sum(key in records for _, _, key in pending)
+        if max_failure_rate is not None and seen >= MIN_SAMPLES_FOR_FAILURE_RATE and failed > max_failure_rate * seen:
             cache.close()
             raise JudgeFailureRateError(
-                f"the judge failed on {failed} of the {judged_now} samples judged so far, more than the "
-                f"limit of {max_failure_rate:.0%}; stopped. The {judged_now - failed} verdicts given are "
+                f"the judge failed on {failed} of the {seen} samples judged so far, more than the "
+                f"limit of {max_failure_rate:.0%}; stopped. The {seen - failed} verdicts given are "
                 "cached: fix the judge (see the messages above) and run the same command again")
     cache.close()
     if failed:

@@ -77,3 +77,19 @@ def test_a_failing_judge_stops_the_run_past_the_limit_and_nothing_is_paid_twice(
     assert "/v1/images/edits" not in paths  # no edit is bought twice
     assert len(paths) == 24 - len(verdicts)  # only the unjudged items are asked
     assert done.summary.counts["judge_failed"] == 0 and len(load_records(tmp_path / "run")) == 24
+
+
+def test_a_renamed_subset_of_the_edits_reuses_every_edit_and_verdict(tmp_path, data):
+    """Data-set-wide fields (file name, content hash, item count) stay out of cache keys."""
+    def spec(edits_file):
+        return RunSpec(benchmark=ComponentSpec("imgedit", {"edits": str(edits_file), "images": str(data / "images"),
+                                                           "judge_prompts": str(data / "prompts.json")}),
+                       model=ComponentSpec("shapes-editor"), judges={"judge": ComponentSpec("shapes-edit-judge")})
+
+    full = evaluate(spec(data / "basic_edit.json"), tmp_path / "full", cache_dir=tmp_path / "cache", show_progress=False)
+    edits = json.loads((data / "basic_edit.json").read_text())
+    subset = tmp_path / "renamed_subset.json"
+    subset.write_text(json.dumps(dict(list(edits.items())[:10])))
+    part = evaluate(spec(subset), tmp_path / "part", cache_dir=tmp_path / "cache", show_progress=False)
+    assert full.generated == 24 and part.generated == 0 and part.judged == 0
+    assert len(load_records(tmp_path / "part")) == 10

@@ -191,3 +191,12 @@ def test_a_judge_failure_rate_above_the_limit_stops_the_run_and_keeps_its_verdic
         done = evaluate(_spec(tsv, server.base_url), tmp_path / "run", show_progress=False)
         assert len(server.requests) == passes - len(cached)
     assert done.summary.scores["overall"] == 1.0 and done.summary.counts["judge_failed"] == 0
+
+
+def test_a_resumed_run_whose_only_pending_samples_are_lasting_failures_is_not_stopped(tmp_path, tsv):
+    script = {4: Fault.server_error(500)}  # a few passes fail every time
+    for _ in range(2):
+        with FakeOpenAIServer(lambda body: judge_replies(body, script), served_model=JUDGE_MODEL) as server:
+            outcome = evaluate(_spec(tsv, server.base_url, max_retries=0), tmp_path / "run",
+                               max_judge_failure_rate=0.5, show_progress=False)
+        assert 0 < outcome.summary.counts["judge_failed_passes"] < 11  # well under half of 22 passes

@@ -54,6 +54,7 @@ class DPGBench(Benchmark):
     version = "1"
     scoring_keys = frozenset({"csv_hash", "csv_items", "mode", "drop_first_csv_row", "failed_images",
                               "categories", "answer_rule", "aggregation"})
+    card_only_keys = frozenset({"prompt_set", "prompts_hash", "items", "csv_hash", "csv_items"})
     breakdown = "l1"
     breakdown_range = (0.0, 100.0)
     scale_note = ("0-100: overall = 100 x mean image score (image = mean of its tiles; tile = mean of "

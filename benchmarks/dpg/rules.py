@@ -129,8 +129,10 @@ def score_image(item_id: str, path: str, l2: Sequence[str] | None, tiles: Sequen
             outcome.tile_scores.append(tile.score)
     if outcome.skip_reason is not None:
         outcome.tile_scores = []
-        if mode.skipped_images_score_zero and outcome.skip_reason != "not_in_csv":
-            outcome.score = 0.0  # a CSV mismatch is the user's data, not the model: never zeroed
+        # a CSV mismatch is the user's data and a judge failure the judge's, not the model's: never
+        # zeroed (a judge failure is retried on the next run instead)
+        if mode.skipped_images_score_zero and outcome.skip_reason not in ("not_in_csv", "judge_failed"):
+            outcome.score = 0.0
         return outcome
     outcome.score = sum(outcome.tile_scores) / len(outcome.tile_scores)
     if mode.categories_from_all_tiles:

@@ -57,6 +57,7 @@ class GenEval(Benchmark):
     judge_roles = {"detector": "detector", "color_classifier": "color_classifier"}
     version = "1"
     scoring_keys = frozenset({"options", "aggregation", "class_names_hash"})
+    card_only_keys = frozenset({"prompt_set", "metadata_hash", "prompts"})
     breakdown = "tasks"
     headline_aggregation = "group_mean"  # tag accuracies, then their mean
     paired_test = "mcnemar"  # each image passes or fails

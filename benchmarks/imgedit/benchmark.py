@@ -50,6 +50,7 @@ class ImgEdit(Benchmark):
     version = "1"
     scoring_keys = frozenset({"judge_prompts_hash", "judge_prompts_release", "judge_call",
                               "judge_image_encoding", "parsing", "aggregation", "judge_failures", "scale"})
+    card_only_keys = frozenset({"edits_file", "edits_content_hash", "edits_release", "items", "items_per_type"})
     breakdown = "types"
     headline_aggregation = "group_mean"  # type means, then their unweighted mean
     paired_test = "wilcoxon"  # 1-5 judge scores

@@ -66,6 +66,7 @@ class MMBench(Benchmark):
     version = "1"
     scoring_keys = frozenset({"rule_version", "rule_commit", "judge_prompt_hash", "judge_attempts",
                               "judge_fallback", "scoring", "aggregation", "scale"})
+    card_only_keys = frozenset({"data_file", "data_hash", "questions", "passes", "options_without_answer", "circular"})
     breakdown = "l2"
     paired_test = "mcnemar"  # each question is a hit or not
     scale_note = "0-1 (papers multiply by 100): CircularEval accuracy over questions; bars show L2 categories"

@@ -59,6 +59,7 @@ class MME(Benchmark):
     judge_roles: Mapping[str, str] = {}
     version = "1"
     scoring_keys = frozenset({"answer_line", "parsing", "aggregation"})
+    card_only_keys = frozenset({"data_hash", "data_layout", "subtasks", "images", "questions", "complete_release"})
     breakdown = "subtasks"
     headline_aggregation = "group_sum"  # subtask scores, summed
     paired_test = "mcnemar"  # each question is right or wrong
