@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from typing import Any, Mapping, Sequence
 
 
@@ -47,7 +48,7 @@ def multipart_form(fields: Mapping[str, Any], files: Sequence[tuple[str, str, st
     """A multipart/form-data body and its Content-Type. ``files`` holds (field, filename, content
     type, bytes). The boundary comes from the content, so the same form gives the same bytes (and
     the same retry jitter); it is checked not to occur in any part."""
-    fields = {name: str(value).lower() if isinstance(value, bool) else value for name, value in fields.items()}
+    fields = {name: _form_value(value) for name, value in fields.items()}
     digest = hashlib.sha256()
     for name, value in fields.items():
         digest.update(f"{name}={value}".encode("utf-8") + b"\0")
@@ -66,3 +67,12 @@ def multipart_form(fields: Mapping[str, Any], files: Sequence[tuple[str, str, st
                       f"Content-Type: {content_type}\r\n\r\n".encode("utf-8") + data + b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode("utf-8"))
     return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+
+
+def _form_value(value: Any) -> Any:
+    """Form text for a value: booleans as the API spells them, structures as JSON (not Python repr)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value

@@ -150,12 +150,15 @@ class HFVQAJudge:
 
     def _generate(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         prompts = [self.prompt_template.format(question=q) for q in questions]
-        output = self.model.generate(**self._inputs(images=images, text=prompts),
-                                     max_new_tokens=self.max_new_tokens, do_sample=False)
-        texts = self.processor.batch_decode(output, skip_special_tokens=True)
-        # decoder-only language models (BLIP-2 with OPT) echo the prompt before the answer
-        return [text[len(prompt):].strip() if text.startswith(prompt) else text.strip()
-                for text, prompt in zip(texts, prompts)]
+        inputs = self._inputs(images=images, text=prompts)
+        output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        # some models (BLIP-2 with OPT) return the prompt tokens first: cut them as tokens, since
+        # decoding can respell the prompt (spaces around punctuation) and defeat a text comparison
+        prompt_ids = inputs["input_ids"]
+        length = prompt_ids.shape[1]
+        if output.shape[1] > length and bool((output[:, :length] == prompt_ids.to(output.device)).all()):
+            output = output[:, length:]
+        return [text.strip() for text in self.processor.batch_decode(output, skip_special_tokens=True)]
 
     def _chat(self, images: list[Image.Image], questions: list[str]) -> list[str]:
         texts = [self.processor.apply_chat_template(
