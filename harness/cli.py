@@ -8,7 +8,9 @@
     harness rescore dpg DETAIL --csv   official numbers from a DPG-Bench *_detail.txt
     harness rescore imgedit RESULT     official numbers from an ImgEdit result.json
     harness shapes-data KIND OUT       write shapes-world data in an official layout (mme, mmbench)
-    harness report RUN [RUN ...]       Markdown + HTML report of finished runs
+    harness report RUN [RUN ...]       Markdown + HTML report of finished runs [--baseline RUN|published:NAME]
+    harness leaderboard SOURCES --out  leaderboard (Markdown, HTML, CSV) with provenance
+    harness compare A B --gate         non-inferiority gate for CI (exit 1 on a regression)
     harness plugins                    list registered plugins
     harness tiny-janus DIR             build a tiny random Janus checkpoint (for trying things out)
 
@@ -122,10 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stop at the first failed judge call, as the official script does")
     imgedit.set_defaults(handler=_rescore_imgedit)
 
-    report = commands.add_parser("report", help="Markdown + HTML report of finished runs")
-    report.add_argument("runs", nargs="+", type=Path)
+    report = commands.add_parser("report", help="Markdown + HTML report of finished runs, or a comparison")
+    report.add_argument("runs", nargs="+", type=Path, help="run folders (or folders of runs)")
+    report.add_argument("--baseline", help="compare with these runs: a run folder (or folder of runs) "
+                        "or published:NAME (see `harness leaderboard --all-published`)")
     report.add_argument("--out", type=Path, help="folder for report.md / report.html (default: first run)")
+    report.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     report.set_defaults(handler=_report)
+
+    board = commands.add_parser("leaderboard", help="a leaderboard from runs, official result files and "
+                                "published numbers (Markdown, HTML, CSV)")
+    board.add_argument("sources", nargs="*", help="run folders, official result files, dpg:DETAIL:CSV, "
+                       "imgedit:RESULT:EDITS")
+    board.add_argument("--published", nargs="*", default=[], metavar="NAME", help="published entries to add")
+    board.add_argument("--all-published", action="store_true", help="add every published entry")
+    board.add_argument("--out", type=Path, required=True)
+    board.set_defaults(handler=_leaderboard)
+
+    compare = commands.add_parser("compare", help="compare two runs (or folders of runs); --gate for CI")
+    compare.add_argument("candidate", type=Path)
+    compare.add_argument("baseline", type=Path)
+    compare.add_argument("--gate", action="store_true", help="non-inferiority check: exit 1 on a regression")
+    compare.add_argument("--margin", action="append", default=[], metavar="BENCH=VALUE",
+                         help="largest tolerated drop, in the benchmark's headline units (e.g. geneval=0.03)")
+    compare.add_argument("--alpha", type=float, help="one-sided level (default 0.05)")
+    compare.add_argument("--config", type=Path, help="YAML with margins, alpha, n_boot, seed")
+    compare.add_argument("--out", type=Path, help="also write the comparison report here")
+    compare.set_defaults(handler=_compare)
 
     shapes = commands.add_parser("shapes-data", help="write shapes-world data in an official layout")
     shapes.add_argument("kind", choices=["mme", "mmbench"])
@@ -250,13 +275,49 @@ def _key_values(items: Sequence[str]) -> dict[str, str]:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from reports.run_report import write_report
-
     out = args.out or args.runs[0]
-    paths = write_report(args.runs, out)
+    if args.baseline:
+        from reports.baselines import parse_baseline
+        from reports.compare import write_comparison
+
+        paths = write_comparison(args.runs, _baseline(parse_baseline(args.baseline)), out, seed=args.seed)
+    else:
+        from reports.run_report import write_report
+
+        paths = write_report(args.runs, out)
     for path in paths:
         print(path)
     return 0
+
+
+def _baseline(parsed):
+    """A run baseline is a list of folders; a published one stays an entry."""
+    return [parsed] if isinstance(parsed, Path) else parsed
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from reports.baselines import published_names
+    from reports.leaderboard import build_leaderboard, write_leaderboard
+
+    published = published_names() if args.all_published else args.published
+    if not args.sources and not published:
+        raise HarnessError("nothing to rank: give run folders or result files, or --published / --all-published")
+    for path in write_leaderboard(build_leaderboard(args.sources, published), args.out):
+        print(path)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from reports.gate import compare_runs, config_from_options
+
+    config = config_from_options(args.margin, alpha=args.alpha, config_file=args.config)
+    if args.out:
+        from reports.compare import write_comparison
+
+        write_comparison([args.candidate], [args.baseline], args.out, seed=config.seed)
+    report = compare_runs(args.candidate, args.baseline, config)
+    print(report.text())
+    return 1 if args.gate and not report.passed else 0
 
 
 def _shapes_data(args: argparse.Namespace) -> int:
