@@ -106,6 +106,12 @@ class Benchmark:
             values[item_id] = (samples[0].group, sum(r.score for r in samples) / len(samples))
         return values
 
+    @staticmethod
+    def breakdown_key_of_group(group: str) -> str:
+        """The key of ``scores[breakdown]`` an item group is reported under (the same name, unless
+        the summary abbreviates it: MMBench's CP, FP-S)."""
+        return group
+
     @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
         """Why a run's protocol card (``summary.json["protocol"]``) is not the official setup behind

@@ -19,3 +19,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory, one_torch_thread_session):
+    """One small finished demo (all five benchmarks, two models each) shared by the report tests."""
+    from harness.demo import DemoSize, run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    size = DemoSize(per_tag=2, images_per_prompt=2, mme_images_per_subtask=3, mmbench_questions=12,
+                    dpg_items=4, imgedit_items=8, answer_tokens=4)
+    run_demo(out, size, show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread_session():
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

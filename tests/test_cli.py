@@ -211,3 +211,32 @@ def test_every_example_spec_loads_and_names_registered_plugins(example):
     registry.get("model", spec.model.name)
     for role, component in spec.judges.items():
         registry.get(benchmark.judge_roles[role], component.name)
+
+
+def test_compare_gate_exits_1_on_a_regression_and_0_otherwise(small_demo, capsys):
+    runs = small_demo / "runs" / "geneval"
+    assert main(["compare", str(runs / "shapes-renderer"), str(runs / "shapes-renderer"), "--gate"]) == 0
+    assert "gate PASSED" in capsys.readouterr().out
+    # the untrained model against the procedural one: a drop of 1.0, far beyond any margin
+    assert main(["compare", str(runs / "tiny-janus"), str(runs / "shapes-renderer"), "--gate",
+                 "--margin", "geneval=0.05"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL geneval" in out and "margin 0.0500" in out and "gate FAILED" in out
+
+
+def test_report_against_a_published_baseline_refuses_a_misleading_difference(small_demo, tmp_path, capsys):
+    run = small_demo / "runs" / "geneval" / "shapes-renderer"
+    assert main(["report", str(run), "--baseline", "published:janus-pro-7b", "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "report.md").read_text()
+    # the shapes world's 1.0 against the paper's 0.80: no "+0.2000", a reason instead
+    assert "not comparable" in markdown.lower() and "+0.2000" not in markdown
+    assert "not the official 553" in markdown
+    assert main(["report", str(run), "--baseline", "published:janus-pro-8b", "--out", str(tmp_path)]) == 2
+    assert "janus-pro-7b" in capsys.readouterr().err  # did you mean
+
+
+def test_leaderboard_command_writes_three_files(small_demo, tmp_path, capsys):
+    assert main(["leaderboard", str(small_demo / "runs"), "--published", "janus-pro-7b", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md"]
+    assert "| published:janus-pro-7b | published | Janus-Pro-7B | 0.800 |" in (tmp_path / "leaderboard.md").read_text()
+    assert main(["leaderboard", "--out", str(tmp_path)]) == 2

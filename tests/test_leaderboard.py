@@ -1,7 +1,6 @@
 """The leaderboard: rows from demo runs, rescored official files and published entries; its files.
 
-The demo runs come from /tmp/demo4 when it exists (copied without images and caches), else from a
-fresh demo. Values of the procedural models are exact by construction (they draw, edit and answer
+The demo runs are the session's small demo (tests/conftest.py), copied without images and caches. Values of the procedural models are exact by construction (they draw, edit and answer
 everything right); the tiny Janus values are read from its summary.json files directly.
 """
 from __future__ import annotations
@@ -18,20 +17,12 @@ from benchmarks.geneval.benchmark import GenEval
 from harness.errors import InputError
 from reports.leaderboard import Row, build_leaderboard, write_leaderboard
 
-DEMO = Path("/tmp/demo4")
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
+def demo(tmp_path_factory, small_demo) -> Path:
     root = tmp_path_factory.mktemp("demo")
-    if (DEMO / "runs").is_dir() and (DEMO / "data").is_dir():
-        skip = shutil.ignore_patterns("cache", "images", "tiles", "grids", "*.png")
-        shutil.copytree(DEMO / "runs", root / "runs", ignore=skip)
-        shutil.copytree(DEMO / "data", root / "data", ignore=skip)
-    else:
-        from harness.demo import run_demo
-
-        run_demo(root, show_progress=False)
+    skip = shutil.ignore_patterns("cache", "images", "tiles", "grids", "*.png")
+    shutil.copytree(small_demo / "runs", root / "runs", ignore=skip)
+    shutil.copytree(small_demo / "data", root / "data", ignore=skip)
     return root
 
 
@@ -72,7 +63,7 @@ def board(demo: Path, tmp_path_factory):
     sources = [demo / "runs", str(results), f"imgedit:{result_json}:{edits_json}",
                demo / "runs/mme/shapes-answerer/mme_results",
                demo / "runs/mmbench/shapes-answerer/mmbench_predictions.tsv",
-               f"dpg:{dpg}:{demo / 'data/dpg-shapes-12-seed0/dpg_bench.csv'}"]
+               f"dpg:{dpg}:{next((demo / 'data').glob('dpg-shapes-*/dpg_bench.csv'))}"]
     built = build_leaderboard(sources, ["janus-pro-7b", "janus-4o-7b-gpt41", "sharegpt4v-7b", "janus-pro-7b"])
     return built, {"results": results, "result_json": result_json, "edits_json": edits_json, "dpg": dpg}
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks.mmbench import official_io
-from benchmarks.mmbench.circular import PassOutcome, accuracy_rows, aggregate, question_outcomes
+from benchmarks.mmbench.circular import (L2_ABBREVIATIONS, PassOutcome, accuracy_rows, aggregate,
+                                        question_outcomes)
 from benchmarks.mmbench.data import MMBenchRow, load_mmbench
 from benchmarks.mmbench.extract import DEFAULT_RULE_VERSION, rules_for
 from benchmarks.mmbench.matching import (MAX_JUDGE_ATTEMPTS, ChoiceItem, check_fallback_mode,
@@ -168,6 +169,10 @@ class MMBench(Benchmark):
 
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
         return aggregate(self.outcomes(records))
+
+    @staticmethod
+    def breakdown_key_of_group(group: str) -> str:
+        return L2_ABBREVIATIONS.get(group, group)
 
     def item_scores(self, records: Sequence[SampleRecord]) -> dict[str, tuple[str, float]]:
         """Per question: its CircularEval hit (1 or 0); questions a judge failure decides are left out."""
