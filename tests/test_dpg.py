@@ -14,7 +14,7 @@ from benchmarks.dpg.rescore import format_summary, rescore_detail
 from benchmarks.dpg.results_io import compose_grid, detail_line, one_line_answer, parse_detail_line
 from benchmarks.dpg.rules import MODES, MissingParentError, answer_score, score_tile, zero_out
 from harness.errors import HarnessError, InputError
-from harness.judges.chat import UndatedJudgeModelError
+from harness.clients.messages import UndatedModelError
 from harness.judges.vqa import HFVQAJudge, OpenAIVQAJudge
 from harness.models.base import ModelAdapter
 from harness.registry import register
@@ -359,5 +359,5 @@ def test_openai_vqa_judge_against_fake_server():
         assert normalized.answer([red], ["Is there a cat?"]) == ["yes"]
         # answers received before a failure are remembered: only new pairs are asked again
         assert judge.answer([red], ["Is there a red cat?"]) == ["Yes."] and len(server.requests) == calls + 1
-    with pytest.raises(UndatedJudgeModelError):
+    with pytest.raises(UndatedModelError):
         OpenAIVQAJudge("http://127.0.0.1:9/v1", "gpt-4o")

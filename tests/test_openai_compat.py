@@ -15,7 +15,8 @@ from harness.clients.messages import chat_messages, image_data_url, is_dated_sna
 from harness.clients.openai_compat import OpenAICompatClient
 from harness.errors import HarnessError, PartialBatchError
 from harness.judges.base import ChatJudge, ChatPrompt
-from harness.judges.chat import OpenAIChatJudge, UndatedJudgeModelError
+from harness.clients.messages import UndatedModelError
+from harness.judges.chat import OpenAIChatJudge
 from harness.models.base import InputImage, Request
 from harness.models.openai_chat import OpenAIChatModel
 from harness.testing.fake_openai import Fault, FakeOpenAIServer
@@ -239,7 +240,7 @@ def test_dated_snapshot_names(name, dated):
 
 def test_judge_refuses_aliases_unless_allowed_and_records_the_served_snapshot():
     with FakeOpenAIServer() as server:
-        with pytest.raises(UndatedJudgeModelError, match="allow_alias"):
+        with pytest.raises(UndatedModelError, match="allow_alias"):
             OpenAIChatJudge(server.base_url, "gpt-4o-mini", api_key_env=ENV)
         judge = OpenAIChatJudge(server.base_url, "gpt-4o-mini", api_key_env=ENV, allow_alias=True)
         replies = judge.ask([ChatPrompt("Which option?", (Image.new("RGB", (2, 2)),), system="Judge."),

@@ -11,6 +11,8 @@ from typing import Sequence
 
 from PIL import Image
 
+from harness.errors import HarnessError
+
 PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA"})
 #: a date token inside a model name: 2024-08-06, 20240806 or 0125 (between dashes/underscores)
 _DATE_TOKEN = re.compile(r"(?:^|[-_])(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4})(?=$|[-_])")
@@ -67,3 +69,19 @@ def chat_messages(text: str, images: Sequence[Image.Image] = (), system: str | N
     """An optional system turn followed by one user turn."""
     messages = [{"role": "system", "content": system}] if system is not None else []
     return messages + [user_message(text, images, images_first=images_first, detail=detail)]
+
+
+class UndatedModelError(HarnessError):
+    """A judge model named by a moving alias, and the spec did not accept that."""
+
+
+def require_dated_snapshot(model: str, allow_alias: bool, role: str = "judge model") -> None:
+    """Refuse an undated alias ("gpt-4o"): the provider can move it to another snapshot, and a
+    different judge gives different numbers. ``allow_alias`` accepts the drift (a vLLM server's
+    model name is fine to allow: its weights are fixed)."""
+    if not allow_alias and not is_dated_snapshot(model):
+        raise UndatedModelError(
+            f"{role} {model!r} is an undated alias: the provider can move it to a new snapshot at any "
+            f"time, and a different judge gives different benchmark numbers. Name a dated snapshot "
+            f"(e.g. 'gpt-4o-2024-08-06', 'gpt-4o-mini-2024-07-18'), or set allow_alias: true to accept "
+            f"the drift (the snapshot that answered is still recorded in usage.models).")

@@ -44,6 +44,10 @@ from harness.clients.replies import (  # noqa: F401 - MalformedResponse is part 
 from harness.errors import HarnessError
 
 #: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
+#: constructor parameters that say where a server is and how patiently it is called: plugins built on
+#: the client accept them and list them as ``transport_params`` (out of cache keys and run identity)
+TRANSPORT_PARAMS = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s", "backoff_s",
+                    "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
 RETRY_STATUSES = frozenset({408, 409, 429})
 PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
 TOKEN_KEYS = ("prompt_tokens", "completion_tokens")

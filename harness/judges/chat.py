@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from harness.clients.messages import chat_messages, is_dated_snapshot
-from harness.clients.openai_compat import OpenAICompatClient
-from harness.errors import HarnessError
+from harness.clients.messages import chat_messages, require_dated_snapshot
+from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
 from harness.judges.base import ChatPrompt, ChatReply
 from harness.registry import register
 
 #: part of the judge's identity in judgement cache keys (read by the runner)
 VERSION = "1"
-
-
-class UndatedJudgeModelError(HarnessError):
-    """The judge model is a moving alias and the spec did not accept that."""
 
 
 @register("chat", "openai-compatible")
@@ -49,8 +44,7 @@ class OpenAIChatJudge:
     #: building makes no call: the runner builds it before generating, so an undated model or a
     #: missing key stops the run before anything is paid for
     build_eagerly = True
-    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
+    transport_params = TRANSPORT_PARAMS
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 1024,
@@ -59,12 +53,7 @@ class OpenAIChatJudge:
                  timeout_s: float = 60.0, backoff_s: float = 1.0, backoff_max_s: float = 30.0,
                  retry_after_max_s: float = 120.0, allow_insecure_http: bool = False,
                  prices: Mapping[str, float] | None = None):
-        if not allow_alias and not is_dated_snapshot(model):
-            raise UndatedJudgeModelError(
-                f"judge model {model!r} is an undated alias: the provider can move it to a new snapshot "
-                f"at any time, and a different judge gives different benchmark numbers. Name a dated "
-                f"snapshot (e.g. 'gpt-4o-2024-08-06', 'gpt-4o-mini-2024-07-18'), or set allow_alias: true "
-                f"to accept the drift (the snapshot that answered is still recorded in usage.models).")
+        require_dated_snapshot(model, allow_alias)
         self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
                                          max_concurrency=max_concurrency, max_retries=max_retries,
                                          timeout_s=timeout_s, backoff_s=backoff_s,

@@ -28,10 +28,9 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
-from harness.clients.messages import chat_messages, is_dated_snapshot
-from harness.clients.openai_compat import OpenAICompatClient
+from harness.clients.messages import chat_messages, require_dated_snapshot
+from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
 from harness.errors import HarnessError
-from harness.judges.chat import UndatedJudgeModelError
 from harness.registry import register
 
 #: part of each judge's identity in judgement cache keys (read by the runner)
@@ -186,8 +185,7 @@ class OpenAIVQAJudge:
     """
 
     build_eagerly = True
-    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
+    transport_params = TRANSPORT_PARAMS
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  instruction: str = DEFAULT_INSTRUCTION, max_tokens: int = 16, normalize: bool = False,
@@ -195,11 +193,7 @@ class OpenAIVQAJudge:
                  max_retries: int = 5, timeout_s: float = 60.0, backoff_s: float = 1.0,
                  backoff_max_s: float = 30.0, retry_after_max_s: float = 120.0,
                  allow_insecure_http: bool = False, prices: Mapping[str, float] | None = None):
-        if not allow_alias and not is_dated_snapshot(model):
-            raise UndatedJudgeModelError(
-                f"VQA judge model {model!r} is an undated alias: the provider may move it to another "
-                f"snapshot and the benchmark numbers with it. Name a dated snapshot, or set "
-                f"allow_alias: true (a vLLM server's model name is fine to allow: its weights are fixed)")
+        require_dated_snapshot(model, allow_alias, "VQA judge model")
         self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
                                          max_concurrency=max_concurrency, max_retries=max_retries,
                                          timeout_s=timeout_s, backoff_s=backoff_s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from harness.clients.messages import chat_messages
-from harness.clients.openai_compat import OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
 from harness.errors import PartialBatchError
 from harness.hashing import hash_bytes, hash_value
 from harness.models.base import ModelAdapter, Request
@@ -42,8 +42,7 @@ class OpenAIChatModel(ModelAdapter):
 
     capabilities = frozenset({"answer"})
     #: where the server is and how patiently it is called: no part of the experiment's identity
-    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
+    transport_params = TRANSPORT_PARAMS
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 512,

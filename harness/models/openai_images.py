@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
-from harness.clients.openai_compat import ImageResult, OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, ImageResult, OpenAICompatClient
 from harness.errors import HarnessError, PartialBatchError
 from harness.hashing import hash_value
 from harness.models.base import ModelAdapter, Request
@@ -61,9 +61,7 @@ class OpenAIImagesModel(ModelAdapter):
     capabilities = frozenset({"text_to_image", "edit"})
     #: where the server is, how patiently it is called and how images travel: no part of the
     #: experiment's identity
-    transport_params = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s",
-                        "backoff_s", "backoff_max_s", "retry_after_max_s", "allow_insecure_http",
-                        "price_per_image", "response_format")
+    transport_params = (*TRANSPORT_PARAMS, "price_per_image", "response_format")
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  size: str | None = "1024x1024", quality: str | None = None,

@@ -18,13 +18,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from harness.hashing import hash_value
 from harness.judges.base import Detection
-from harness.models.base import ModelAdapter, Request
+from harness.models.base import Request
 from harness.registry import register
-from harness.shapes.detector import ShapesDetector
-from harness.shapes.understanding import (BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS,
-                                          parse_question)
+from harness.shapes.procedural import ProceduralShapesModel
+from harness.shapes.understanding import BACKGROUND_COLOR_WORDS, parse_question
 from harness.shapes.world import BACKGROUNDS, relations
 
 UNKNOWN = "I don't know"
@@ -132,23 +130,11 @@ def choice_truth(name: str, fields: dict, options: list[str], view: _View) -> st
 
 
 @register("model", "shapes-answerer")
-class ShapesAnswerer(ModelAdapter):
+class ShapesAnswerer(ProceduralShapesModel):
     """Answers shapes-world MME and MMBench questions from pixels; deterministic."""
 
     capabilities = frozenset({"answer"})
     version = "1"
-
-    def __init__(self, size: int | None = None):
-        self.size = None if size is None else int(size)
-        self.detector = ShapesDetector()
-
-    @property
-    def model_digest(self) -> str:
-        return hash_value({"model": "shapes-answerer", "version": self.version})
-
-    @property
-    def protocol(self) -> dict:
-        return {"kind": "procedural", "image_size": self.size, "adapter_version": self.version}
 
     def _look(self, image: Image.Image) -> _View:
         if self.size is not None and image.size != (self.size, self.size):

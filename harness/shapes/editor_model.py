@@ -15,11 +15,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from harness.hashing import hash_value
-from harness.models.base import ModelAdapter, Request
+from harness.models.base import Request
 from harness.registry import register
-from harness.shapes.detector import ShapesDetector
 from harness.shapes.edits import apply_edits, parse_instruction
+from harness.shapes.procedural import ProceduralShapesModel
 from harness.shapes.vqa_judge import Observation, observe
 from harness.shapes.world import Scene, ShapeObject, render, unit_extent
 
@@ -38,24 +37,11 @@ def scene_from_observation(view: Observation, texture_seed: int = 0) -> Scene:
 
 
 @register("model", "shapes-editor")
-class ShapesEditor(ModelAdapter):
+class ShapesEditor(ProceduralShapesModel):
     """Carries out shapes-world edit instructions from pixels; deterministic."""
 
     capabilities = frozenset({"edit"})
     version = "1"
-
-    def __init__(self, size: int | None = None):
-        """``size``: output side in pixels (None: the source image's width)."""
-        self.size = None if size is None else int(size)
-        self.detector = ShapesDetector()
-
-    @property
-    def model_digest(self) -> str:
-        return hash_value({"model": "shapes-editor", "version": self.version})
-
-    @property
-    def protocol(self) -> dict:
-        return {"kind": "procedural", "image_size": self.size, "adapter_version": self.version}
 
     def edit_one(self, request: Request) -> Image.Image:
         if not request.images:
