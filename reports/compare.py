@@ -15,7 +15,6 @@ are explained in docs/REPORTS.md.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from harness.fileio import atomic_write_text
 from harness.schema import SampleRecord
 from reports import stats
 from reports.items import run_items
+from reports.protocols import protocol_parts
 from reports.run_report import RunView
 
 PARTS = ("benchmark", "judges", "model")
@@ -170,25 +170,6 @@ def _item_values(run: RunView, section: Section) -> Values | None:
 
 
 # ------------------------------------------------------------------------------------ protocols
-
-
-def _flatten(values: Any, prefix: str = "") -> dict[str, str]:
-    """Nested dicts as dotted keys; each leaf as its JSON text, so types show (5 vs 5.0 vs "5")."""
-    if isinstance(values, dict) and values:
-        flat: dict[str, str] = {}
-        for key, value in values.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): json.dumps(values, sort_keys=True, ensure_ascii=False)}
-
-
-def protocol_parts(protocol: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """The protocol card in three parts: benchmark (data, rules, options, limit), judges, and the
-    model (its card and the run seed: another seed draws other samples of the same model)."""
-    benchmark = {k: v for k, v in protocol.items() if k not in ("model", "judges", "run_seed")}
-    model = {"model": protocol.get("model", {}), "run_seed": protocol.get("run_seed")}
-    return {"benchmark": _flatten(benchmark), "judges": _flatten(protocol.get("judges", {}), "judges."),
-            "model": _flatten(model)}
 
 
 def compare_protocols(candidate: dict[str, Any], baseline: dict[str, Any] | None) -> list[ProtocolRow]:

@@ -53,6 +53,7 @@ from harness import registry
 from harness.errors import InputError
 from harness.runner import load_summary
 from reports.items import run_items
+from reports.protocols import comparable_card, flatten
 from reports.stats import GateResult, non_inferiority
 
 #: default margins in each benchmark's headline units (derivation in the module docstring)
@@ -211,38 +212,17 @@ def find_runs(root: str | Path) -> list[_Run]:
     return runs
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
-        flat: dict[str, Any] = {}
-        for key, inner in value.items():
-            flat.update(_flatten(inner, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
-def _comparable_card(summary: dict) -> dict:
-    """The protocol card less what a gate may change, judges less their transport parameters."""
-    card = {key: value for key, value in summary.get("protocol", {}).items() if key not in NOT_COMPARED}
-    try:
-        kinds = registry.get("benchmark", summary["benchmark"]).judge_roles
-    except registry.UnknownPluginError:
-        kinds = {}  # judges compared as written; reading the items will name the missing plugin
-    judges = {}
-    for role, judge in (card.get("judges") or {}).items():
-        try:
-            transport = set(getattr(registry.get(kinds[role], judge["name"]), "transport_params", ()))
-        except (KeyError, TypeError, registry.UnknownPluginError):
-            transport = set()
-        params = {k: v for k, v in (judge.get("params") or {}).items() if k not in transport}
-        judges[role] = {**judge, "params": params}
-    card["judges"] = judges
-    return card
+def _card(summary: dict) -> dict[str, str]:
+    """The flattened card less what a gate may change: the model, the run seed, and the limit (the
+    gate pairs the items both runs have)."""
+    card = comparable_card(summary.get("protocol", {}))
+    return flatten({key: value for key, value in card.items() if key not in NOT_COMPARED})
 
 
 def protocol_differences(candidate_summary: dict, baseline_summary: dict) -> list[str]:
     """Dotted protocol-card keys whose values differ (model, run seed and limit excluded)."""
-    cand = _flatten(_comparable_card(candidate_summary))
-    base = _flatten(_comparable_card(baseline_summary))
+    cand = _card(candidate_summary)
+    base = _card(baseline_summary)
     return sorted(key for key in set(cand) | set(base) if cand.get(key, "<absent>") != base.get(key, "<absent>"))
 
 
