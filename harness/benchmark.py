@@ -113,6 +113,12 @@ class Benchmark:
         return group
 
     @classmethod
+    def score_groups(cls) -> dict[str, frozenset[str]]:
+        """Scalar scores besides ``overall`` that aggregate a subset of the item groups (MME:
+        perception and cognition), so reports can put an interval on them."""
+        return {}
+
+    @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
         """Why a run's protocol card (``summary.json["protocol"]``) is not the official setup behind
         published numbers, one reason per line; empty when it is. Reports refuse to print a

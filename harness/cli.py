@@ -311,12 +311,14 @@ def _compare(args: argparse.Namespace) -> int:
     from reports.gate import compare_runs, config_from_options
 
     config = config_from_options(args.margin, alpha=args.alpha, config_file=args.config)
+    report = compare_runs(args.candidate, args.baseline, config)  # the verdict first, whatever follows
+    print(report.text())
     if args.out:
         from reports.compare import write_comparison
 
-        write_comparison([args.candidate], [args.baseline], args.out, seed=config.seed)
-    report = compare_runs(args.candidate, args.baseline, config)
-    print(report.text())
+        for path in write_comparison([args.candidate], [args.baseline], args.out, n_boot=config.n_boot,
+                                     seed=config.seed):
+            print(path)
     return 1 if args.gate and not report.passed else 0
 
 

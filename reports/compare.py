@@ -25,7 +25,7 @@ from harness.fileio import atomic_write_text
 from harness.schema import SampleRecord
 from reports import stats
 from reports.items import run_items
-from reports.protocols import protocol_parts
+from reports.protocols import official_departures, protocol_parts
 from reports.run_report import RunView
 
 PARTS = ("benchmark", "judges", "model")
@@ -238,7 +238,7 @@ def mcnemar_pairs(kind: str, candidate: Sequence[SampleRecord], baseline: Sequen
         return [(base_values[i][1] == 1.0, cand_values[i][1] == 1.0) for i in common]
     if kind != "sample":
         return []
-    items = set(cand_values) | set(base_values)
+    items = set(cand_values) & set(base_values)  # items scored on both sides, as the bootstrap pairs them
     ours, theirs = _sample_outcomes(candidate), _sample_outcomes(baseline)
     return [(bool(theirs[s].correct), bool(ours[s].correct)) for s in ours
             if s in theirs and ours[s].item_id in items]
@@ -363,6 +363,10 @@ def _published_rows(section: Section, items: Values | None, n_boot: int, seed: i
         values, aggregation = None, "pooled"
         if items is not None and category is not None:
             values = _in_category(items, cls, category)
+        elif items is not None and label in cls.score_groups():  # MME perception, cognition
+            groups = cls.score_groups()[label]
+            values = {item: pair for item, pair in items.items() if pair[0] in groups}
+            aggregation = cls.headline_aggregation
         elif items is not None and cand_value is not None and cand_value == overall:
             # the headline is the item aggregation (an MME run of perception subtasks only: perception = overall)
             values, aggregation = items, cls.headline_aggregation
@@ -385,9 +389,23 @@ def _against_published(section: Section, published: Any, n_boot: int, seed: int)
         return
     protocol = section.candidate.summary["protocol"]
     section.protocol_rows = compare_protocols(protocol, None)
-    departures = getattr(section.benchmark_class, "departures_from_official", lambda _protocol: [])
-    section.not_comparable = list(departures(protocol))
+    section.not_comparable = official_departures(protocol) + _judge_mismatch(protocol, published, section.benchmark)
     section.rows = _published_rows(section, _item_values(section.candidate, section), n_boot, seed)
+
+
+def _judge_mismatch(protocol: dict, published: Any, benchmark: str) -> list[str]:
+    """A published number judged by one model family (``setup.judge_models``: name prefixes) is
+    comparable only with runs judged by the same family (ImgEdit: GPT-4o vs GPT-4.1 tables)."""
+    listed = ((getattr(published, "setup", {}) or {}).get(benchmark) or {}).get("judge_models")
+    if not listed:
+        return []
+    families = [name.strip() for name in str(listed).split(",") if name.strip()]
+    models = [str((judge.get("params") or {}).get("model", judge.get("name")))
+              for judge in (protocol.get("judges") or {}).values()]
+    if any(model.startswith(tuple(families)) for model in models):
+        return []
+    return [f"judged by {', '.join(models) or 'no judge'}; published:{published.name} was judged by "
+            f"{' or '.join(families)}*"]
 
 
 def _against_run(section: Section, n_boot: int, seed: int) -> None:

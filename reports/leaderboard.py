@@ -24,6 +24,7 @@ from harness.errors import InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file, hash_value
 from harness.runner import load_summary
+from reports.protocols import official_departures
 from reports.baselines import GENEVAL_TAGS, IMGEDIT_TYPES, MME_SUBTASKS, get_published
 
 
@@ -126,7 +127,7 @@ class _Builder:
         summary = load_summary(run_dir)
         name = summary.get("benchmark", "")
         try:
-            benchmark_class = registry.get("benchmark", name)
+            registry.get("benchmark", name)
         except KeyError as exc:
             raise InputError(f"unknown benchmark {name!r} ({exc.args[0]})", run_dir / "summary.json") from None
         protocol = summary.get("protocol", {})
@@ -143,8 +144,7 @@ class _Builder:
         if not columns:
             row.notes.append(f"{name}: no leaderboard column ({provenance})")
             return
-        check = getattr(benchmark_class, "departures_from_official", None)  # absent: no known departure
-        departures = tuple(check(protocol)) if check is not None else ()
+        departures = tuple(official_departures(protocol))
         for column in columns:
             value = summary["scores"].get(column.key)
             row.cells[column.label] = Cell(value, provenance, departures if value is not None else ())

@@ -44,3 +44,13 @@ def protocol_parts(protocol: dict[str, Any]) -> dict[str, dict[str, str]]:
     model = {"model": card.get("model", {}), "run_seed": card.get("run_seed")}
     return {"benchmark": flatten(benchmark), "judges": flatten(card.get("judges", {}), "judges."),
             "model": flatten(model)}
+
+
+def official_departures(protocol: dict[str, Any]) -> list[str]:
+    """Why a run is not the official setup behind published numbers (empty: it is): a ``limit``
+    (only the first items were evaluated), then the benchmark's own reasons."""
+    reasons = []
+    if protocol.get("limit") is not None:
+        reasons.append(f"limit {protocol['limit']}: only the first items were evaluated")
+    benchmark = registry.get("benchmark", protocol.get("benchmark", ""))
+    return reasons + list(benchmark.departures_from_official(protocol))

@@ -28,12 +28,38 @@ def test_the_official_geneval_setup_has_no_departures_and_each_change_is_named()
 def test_understanding_setups():
     assert _departures("mme", {"complete_release": True}) == []
     assert "4 of 14 subtasks" in _departures("mme", {"complete_release": False, "subtasks": ["a"] * 4, "images": 40})[0]
-    judged = {"questions": 1164, "judges": {"choice_extractor": {"name": "openai-compatible"}}}
+    judged = {"questions": 1164, "data_file": "MMBench_DEV_EN.tsv", "circular": "rows",
+              "judges": {"choice_extractor": {"name": "openai-compatible"}}}
     assert _departures("mmbench", judged) == []
-    assert len(_departures("mmbench", {"questions": 40, "judges": {}})) == 2
+    assert len(_departures("mmbench", {**judged, "data_file": "MMBench_DEV_CN.tsv"})) == 1  # published: EN
+    assert len(_departures("mmbench", {**judged, "circular": "off"})) == 1  # published: CircularEval
+    shapes = {"questions": 40, "data_file": "mmbench-shapes-40-seed0.tsv", "circular": "rows", "judges": {}}
+    assert len(_departures("mmbench", shapes)) == 3
+
+
+def test_a_limited_run_is_never_the_official_setup():
+    from reports.protocols import official_departures
+
+    full = {"benchmark": "mme", "complete_release": True, "limit": None}
+    assert official_departures(full) == []
+    assert official_departures({**full, "limit": 5}) == ["limit 5: only the first items were evaluated"]
 
 
 def test_dpg_is_never_official_here_because_mplug_cannot_run():
     protocol = {"prompt_set": "official", "tiles_per_prompt": 4, "mode": "official",
                 "judges": {"vqa": {"name": "hf-vqa"}}}
     assert len(_departures("dpg", protocol)) == 1 and "mPLUG" in _departures("dpg", protocol)[0]
+
+
+def test_an_imgedit_number_is_comparable_only_with_runs_judged_by_the_same_family():
+    from reports.baselines import get_published
+    from reports.compare import _judge_mismatch
+
+    def judged_by(model):
+        return {"judges": {"judge": {"name": "openai-compatible", "params": {"model": model}}}}
+
+    gpt41, paper = get_published("janus-4o-7b-gpt41"), get_published("janus-4o-7b")
+    assert _judge_mismatch(judged_by("gpt-4.1-2025-04-14"), gpt41, "imgedit") == []
+    assert "gpt-4.1" in _judge_mismatch(judged_by("gpt-4o-2024-08-06"), gpt41, "imgedit")[0]
+    assert _judge_mismatch(judged_by("gpt-4o-2024-08-06"), paper, "imgedit") == []
+    assert _judge_mismatch(judged_by("gpt-4.1-2025-04-14"), paper, "imgedit") != []

@@ -7,6 +7,8 @@ pass by pass so judgements cache per pass. ``summarize`` groups the passes into 
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,6 +32,7 @@ from harness.seeds import sample_seed
 
 #: questions in the official splits (dev, test; EN and CN alike), PROTOCOLS.md 5.1
 OFFICIAL_QUESTION_COUNTS = (1164, 1784)
+OFFICIAL_FILE_NAME = re.compile(r"(?i)^(mmbench_(dev|test)_en[\w.-]*|mmbench_(dev|test)_20\d{6})\.(tsv|xlsx)$")
 BENCHMARK_NAME = "mmbench"
 JUDGE_ROLE = "choice_extractor"
 
@@ -70,6 +73,7 @@ class MMBench(Benchmark):
     card_only_keys = frozenset({"data_file", "data_hash", "questions", "passes", "options_without_answer", "circular"})
     breakdown = "l2"
     paired_test = "mcnemar"  # each question is a hit or not
+    pass_fail_unit = "item"  # a question (all its circular passes), not a pass
     scale_note = "0-1 (papers multiply by 100): CircularEval accuracy over questions; bars show L2 categories"
 
     def __init__(self, data: str, prompt_style: str = "vlmevalkit", circular: str = "auto",
@@ -122,6 +126,13 @@ class MMBench(Benchmark):
         if protocol.get("questions") not in OFFICIAL_QUESTION_COUNTS:
             reasons.append(f"{protocol.get('questions')} questions: not an official MMBench split "
                            f"(dev {OFFICIAL_QUESTION_COUNTS[0]}, test {OFFICIAL_QUESTION_COUNTS[1]})")
+        name = str(protocol.get("data_file", ""))
+        # no official file is shipped here to hash, so the name is the evidence: the published EN
+        # numbers come from the dev EN files (VLMEvalKit's MMBench_DEV_EN*, LLaVA's mmbench_dev_2023*)
+        if not OFFICIAL_FILE_NAME.match(name):
+            reasons.append(f"data file {name!r} is not an official MMBench EN dev/test TSV by name")
+        if protocol.get("circular") == "off":
+            reasons.append("circular: off (single-pass accuracy; published numbers are CircularEval)")
         if not protocol.get("judges"):
             reasons.append("no LLM choice extractor: exact matching is a lower bound of the official scoring")
         return reasons

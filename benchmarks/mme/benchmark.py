@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from benchmarks.mme import results_io
-from benchmarks.mme.data import GROUP_OF, RELEASE_IMAGES, SUBTASKS, MMEItem, load_items
+from benchmarks.mme.data import COGNITION, GROUP_OF, PERCEPTION, RELEASE_IMAGES, SUBTASKS, MMEItem, load_items
 from benchmarks.mme.rules import parse_answer, score_subtask, summarize_subtasks
 from harness.benchmark import Benchmark
 from harness.errors import InputError
@@ -103,6 +103,10 @@ class MME(Benchmark):
     @property
     def protocol(self) -> dict[str, Any]:
         return self._protocol
+
+    @classmethod
+    def score_groups(cls) -> dict[str, frozenset[str]]:
+        return {"perception": frozenset(PERCEPTION), "cognition": frozenset(COGNITION)}
 
     @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
