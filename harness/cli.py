@@ -48,7 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate image models on GenEval, DPG-Bench, ImgEdit-Bench, MME and MMBench with the "
+                    "official protocols; compare, rank and gate the results.",
+        epilog="Start with `harness demo` (offline, about a minute). Docs: README.md and docs/.")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="all five benchmarks on the shapes world, offline")
