@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     dpg.add_argument("--mode", choices=["official", "fixed"], default="official",
                      help="official reproduces the upstream quirks; fixed corrects them (not comparable)")
     dpg.add_argument("--pic-num", type=int, help="tiles per image to score (default: as many as the file holds)")
+    dpg.add_argument("--items", type=Path, help="fixed mode: a file of the item ids that should have images "
+                     "(one per line; a run writes dpg_items.txt); absent ones score 0 (default: every CSV item)")
     dpg.set_defaults(handler=_rescore_dpg)
 
     imgedit = targets.add_parser("imgedit", help="the judge's result.json ({key: reply})")
@@ -256,7 +258,13 @@ def _rescore_mmbench(args: argparse.Namespace) -> int:
 def _rescore_dpg(args: argparse.Namespace) -> int:
     from benchmarks.dpg.rescore import format_summary, rescore_detail
 
-    summary = rescore_detail(args.detail, csv=args.csv, mode=args.mode, pic_num=args.pic_num)
+    expected = None
+    if args.items:
+        if not args.items.is_file():
+            raise HarnessError(f"--items {args.items}: file not found")
+        expected = [line.strip() for line in args.items.read_text(encoding="utf-8").splitlines() if line.strip()]
+    summary = rescore_detail(args.detail, csv=args.csv, mode=args.mode, pic_num=args.pic_num,
+                             expected_items=expected)
     print(format_summary(summary))
     print(json.dumps({key: summary[key] for key in ("overall", "l1", "l2", "images")}))
     return 0

@@ -361,3 +361,19 @@ def test_openai_vqa_judge_against_fake_server():
         assert judge.answer([red], ["Is there a red cat?"]) == ["Yes."] and len(server.requests) == calls + 1
     with pytest.raises(UndatedModelError):
         OpenAIVQAJudge("http://127.0.0.1:9/v1", "gpt-4o")
+
+
+def test_a_fixed_mode_subset_run_replays_through_the_cli_with_its_items_file(tmp_path, capsys):
+    from harness.cli import main
+
+    csv, prompts = write_csv(tmp_path / "q.csv"), _prompts(tmp_path)
+    spec = RunSpec(benchmark=ComponentSpec("dpg", {"csv": str(csv), "prompts": str(prompts), "mode": "fixed"}),
+                   model=ComponentSpec("test-dpg-painter"), judges={"vqa": ComponentSpec("test-dpg-vqa")}, limit=2)
+    outcome = evaluate(spec, tmp_path / "run", show_progress=False)
+    run = tmp_path / "run"
+    assert (run / "dpg_items.txt").read_text().split() == ["first", "alpha"]
+    args = ["rescore", "dpg", str(run / "dpg_detail.txt"), "--csv", str(csv), "--mode", "fixed"]
+    assert main(args + ["--items", str(run / "dpg_items.txt")]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["overall"] == outcome.summary.scores["overall"]
+    assert main(args) == 0  # without the items file every CSV item is expected: beta counts as 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["overall"] < outcome.summary.scores["overall"]

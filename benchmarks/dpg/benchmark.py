@@ -257,7 +257,8 @@ class DPGBench(Benchmark):
                                          results_io.GRID_DIR, results_io.RESULTS_FILE, result["overall"])
         atomic_write_text(run_dir / results_io.DETAIL_FILE, "".join(detail))
         atomic_write_text(run_dir / results_io.RESULTS_FILE, "".join(lines) + block + "\n")
-        return [results_io.DETAIL_FILE, results_io.RESULTS_FILE]
+        atomic_write_text(run_dir / results_io.ITEMS_FILE, "".join(f"{item}\n" for item in self._by_item(records)))
+        return [results_io.DETAIL_FILE, results_io.RESULTS_FILE, results_io.ITEMS_FILE]
 
     def _write_grid(self, run_dir: Path, item_id: str, tiles: Mapping[int, SampleRecord]) -> int | None:
         """Compose and save the grid; return its tile size r (None when a tile file is missing)."""

@@ -25,6 +25,8 @@ from harness.errors import InputError
 GRID_DIR = "grids"
 DETAIL_FILE = "dpg_detail.txt"
 RESULTS_FILE = "dpg_results.txt"
+#: the item ids this run asked for, one per line (for a fixed-mode rescore of a subset run)
+ITEMS_FILE = "dpg_items.txt"
 _DETAIL = re.compile(r"^(?P<path>.*?), \((\d+), (\d+), (\d+), (\d+)\), (?P<rest>.*)$", re.DOTALL)
 
 Crop = tuple[int, int, int, int]
