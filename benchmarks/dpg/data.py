@@ -14,13 +14,13 @@ quirk 1 (the loader skips pandas row 0).
 from __future__ import annotations
 
 import csv
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.fileio import read_jsonl
 
 CSV_COLUMNS = ("item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
                "category_detailed", "tuple", "question_natural_language")
@@ -127,21 +127,14 @@ def _read_prompts_folder(folder: Path) -> list[DPGPrompt]:
 def _read_prompts_jsonl(path: Path) -> list[DPGPrompt]:
     prompts: list[DPGPrompt] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path, number) from None
-            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-                raise InputError("expected an object with 'item_id' and 'prompt' (a string)", path, number)
-            item_id = check_item_id(row.get("item_id"), path, number)
-            if item_id in seen:
-                raise InputError(f"item {item_id!r} already given on line {seen[item_id]}", path, number)
-            seen[item_id] = number
-            prompts.append(DPGPrompt(item_id, row["prompt"]))
+    for number, row in read_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise InputError("expected an object with 'item_id' and 'prompt' (a string)", path, number)
+        item_id = check_item_id(row.get("item_id"), path, number)
+        if item_id in seen:
+            raise InputError(f"item {item_id!r} already given on line {seen[item_id]}", path, number)
+        seen[item_id] = number
+        prompts.append(DPGPrompt(item_id, row["prompt"]))
     if not prompts:
         raise InputError("no prompts in file", path)
     return prompts

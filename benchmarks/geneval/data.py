@@ -5,11 +5,11 @@ commit af4902f, MIT); a user may point at their own copy instead.
 """
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.fileio import read_jsonl
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
@@ -29,16 +29,9 @@ def load_metadata(path: str | Path | None = None) -> list[dict]:
     if not path.is_file():
         raise InputError("GenEval metadata file not found", path)
     prompts = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path, number) from None
-            validate_metadata(entry, path, number)
-            prompts.append(entry)
+    for number, entry in read_jsonl(path):
+        validate_metadata(entry, path, number)
+        prompts.append(entry)
     if not prompts:
         raise InputError("no prompts in file", path)
     return prompts

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator, Mapping
 
 from benchmarks.geneval.data import COLORS
 from harness.errors import InputError
+from harness.fileio import read_jsonl
 from harness.judges.base import Detection
 
 #: official results.jsonl columns, in the order the official evaluator writes them
@@ -47,15 +48,9 @@ def _json_lines(path: str | Path) -> Iterator[tuple[int, object]]:
     if not path.is_file():
         raise InputError("file not found", path)
     seen = False
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue            # pandas skips blank lines too
-            seen = True
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg})", path, number) from None
+    for number, value in read_jsonl(path):  # blank lines skipped, as pandas does
+        seen = True
+        yield number, value
     if not seen:
         raise InputError("file is empty", path)
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from harness.fileio import atomic_write_text
 from harness.shapes.understanding import NUMBER_WORDS, RELATION_PHRASES
-from harness.shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata
+from harness.shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata,
+                                  template_pattern)
 
 CSV_COLUMNS: tuple[str, ...] = ("item_id", "text", "keywords", "proposition_id", "dependency",
                                 "category_broad", "category_detailed", "tuple",
@@ -79,9 +80,7 @@ _FIELDS = {"article": "an?", "shape": _alternatives(SHAPES), "plural": _alternat
            "relation": _alternatives(RELATION_PHRASES.values()),
            "background": _alternatives(BACKGROUND_PHRASES.values())}
 _QUESTION_REGEXES = {
-    name: re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{_FIELDS[m.group(1)]})",
-                            re.escape(template)), re.IGNORECASE)
-    for name, template in QUESTION_TEMPLATES.items()}
+    name: template_pattern(template, _FIELDS) for name, template in QUESTION_TEMPLATES.items()}
 
 
 # ------------------------------------------------------------------------------- scene graph

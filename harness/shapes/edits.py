@@ -41,7 +41,7 @@ from harness.fileio import atomic_write_text
 from harness.images import save_png
 from harness.shapes.dense import BACKGROUND_PHRASES
 from harness.shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, render,
-                                  scene_for_metadata)
+                                  scene_for_metadata, template_pattern)
 
 EDIT_TYPES: tuple[str, ...] = ("add", "remove", "replace", "adjust", "background", "extract", "compose")
 #: the three judge dimensions of each type, as ImgEdit names them (PROTOCOLS.md 3.1)
@@ -73,9 +73,7 @@ _FIELDS = {"article": "an?", "shape": "|".join(SHAPES), "new_shape": "|".join(SH
            "color": "|".join(COLORS), "new_color": "|".join(COLORS),
            "background": "|".join(sorted(map(re.escape, _BACKGROUND_OF), key=len, reverse=True))}
 _INSTRUCTION_REGEXES = {
-    kind: re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{_FIELDS[m.group(1)]})",
-                            re.escape(template)), re.IGNORECASE)
-    for kind, template in INSTRUCTION_TEMPLATES.items()}
+    kind: template_pattern(template, _FIELDS) for kind, template in INSTRUCTION_TEMPLATES.items()}
 
 
 @dataclass(frozen=True)

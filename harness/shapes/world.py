@@ -18,6 +18,7 @@ Design choices, each made so that pixels are unambiguous at 64x64:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -358,3 +359,12 @@ def scene_failures(scene: Scene, metadata: dict) -> list[str]:
         if found >= clause["count"]:
             reasons.append(f"expected {clause['class']}<{clause['count']}, found {found}")
     return reasons
+
+
+def template_pattern(template: str, fields: dict[str, str]) -> re.Pattern:
+    """A case-insensitive regex for a text template such as "Is there {article} {shape}?": each
+    ``{name}`` becomes the named group ``fields[name]`` (an alternation), the rest matches literally.
+    The writers fill the templates; the parsers (answerer, editor, judges) read them back."""
+    escaped = re.escape(template)
+    return re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>{fields[m.group(1)]})", escaped),
+                      re.IGNORECASE)
