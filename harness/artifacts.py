@@ -33,20 +33,22 @@ class Artifact:
     spec: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     path: Path | None = None
+    #: facts about how the artifact was made that are not part of its content (counts, usage, timing)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "hash": self.hash, "inputs": self.inputs, "files": self.files,
-                "spec": self.spec, "created": self.created}
+                "spec": self.spec, "created": self.created, "info": self.info}
 
 
 def write_manifest(folder: str | Path, kind: str, files: Iterable[str], inputs: dict[str, str],
-                   spec: dict | None = None) -> Artifact:
+                   spec: dict | None = None, info: dict | None = None) -> Artifact:
     """Hash ``files`` (paths relative to ``folder``) and write the manifest last."""
     folder = Path(folder)
     file_hashes = {rel: hash_file(folder / rel) for rel in sorted(files)}
     content_hash = hash_value({"kind": kind, "files": file_hashes, "inputs": inputs})
     artifact = Artifact(kind=kind, hash=content_hash, inputs=dict(inputs), files=file_hashes,
-                        spec=spec or {}, created=time.time(), path=folder)
+                        spec=spec or {}, created=time.time(), path=folder, info=info or {})
     atomic_write_text(folder / MANIFEST, json.dumps(artifact.to_dict(), indent=2) + "\n")
     return artifact
 

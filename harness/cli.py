@@ -2,6 +2,7 @@
 
     harness demo                       all five benchmarks on the shapes world, tiny Janus, report
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
+    harness synth RECIPE.yaml          run (or resume) a data recipe; prints the dataset folder last
     harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
     harness rescore mme FOLDER         official numbers from MME per-subtask answer files
     harness rescore mmbench FILE       official numbers from an MMBench predictions file
@@ -79,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                      "20 (default: %(default)s; verdicts already given are kept)")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(handler=_eval)
+
+    synth = commands.add_parser("synth", help="run or resume a data recipe (YAML); prints the dataset folder")
+    synth.add_argument("recipe", type=Path)
+    synth.add_argument("--out", type=Path, help="dataset folder (default: datasets/<name>-<recipe hash>)")
+    synth.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe field, e.g. --set steps.0.params.count=10")
+    synth.add_argument("--cache", type=Path, help="call and step cache shared between recipes "
+                       "(default: DATASET/cache); recipes that share steps then pay for them once")
+    synth.add_argument("--no-progress", action="store_true")
+    synth.set_defaults(handler=_synth)
 
     rescore = commands.add_parser("rescore", help="official numbers from official result files")
     targets = rescore.add_subparsers(title="benchmarks", metavar="BENCHMARK")
@@ -201,6 +212,25 @@ def _eval(args: argparse.Namespace) -> int:
     if outcome.summary is not None:
         print(json.dumps({"run": str(args.out), "scores": outcome.summary.scores,
                           "counts": outcome.summary.counts}))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from harness.recipe import RecipeSpec
+    from harness.synth import synthesize
+
+    recipe = RecipeSpec.load(args.recipe)
+    if args.set:
+        recipe = recipe.with_overrides(_parse_overrides(args.set))
+    outcome = synthesize(recipe, args.out, cache_dir=args.cache, show_progress=not args.no_progress)
+    info = outcome.artifact.info
+    state = "already complete" if outcome.skipped else f"{info.get('seconds', 0):.1f} s"
+    print(f"{info.get('rows', 0)} rows, {info.get('dropped', 0)} dropped, {info.get('failed', 0)} failed; "
+          f"cost ${info.get('cost_usd', 0):.4f}; dataset {outcome.artifact.hash} ({state})", file=sys.stderr)
+    if info.get("failed"):
+        print(f"harness: {info['failed']} rows failed (see {outcome.folder / 'failures.jsonl'}); run the same "
+              f"command again to retry them", file=sys.stderr)
+    print(outcome.folder)
     return 0
 
 

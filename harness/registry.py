@@ -47,6 +47,9 @@ BUILTIN_MODULES = (
     "benchmarks.mmbench",
     "benchmarks.dpg",
     "benchmarks.imgedit",
+    "generators.sources",
+    "generators.image_steps",
+    "generators.shapes",
 )
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

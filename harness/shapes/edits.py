@@ -216,18 +216,22 @@ def _elementary(kind: str, scene: Scene, rng: np.random.Generator, taken: set[st
     return Edit(kind, target.shape, target.color)
 
 
+def random_edit(rng: np.random.Generator, edit_type: str) -> tuple[Scene, tuple[Edit, ...]]:
+    """A source scene and edits of ``edit_type`` that make sense on it (targets present, room left)."""
+    lowest = {"add": 1, "background": 1}.get(edit_type, 2)  # others keep something to preserve
+    scene = _source_scene(rng, int(rng.integers(lowest, 4)))
+    kinds = ([str(k) for k in rng.choice(["add", "remove", "replace", "adjust", "background"], 2,
+                                         replace=False)] if edit_type == "compose" else [edit_type])
+    taken: set[str] = set()
+    return scene, tuple(_elementary(kind, scene, rng, taken) for kind in kinds)
+
+
 def imgedit_shapes_items(items: int = 18, seed: int = 0) -> list[EditItem]:
     """Item i has type ``EDIT_TYPES[i % 7]`` and depends only on (seed, i)."""
     out = []
     for i in range(items):
-        rng = np.random.default_rng([seed, i])
         edit_type = EDIT_TYPES[i % len(EDIT_TYPES)]
-        lowest = {"add": 1, "background": 1}.get(edit_type, 2)  # others keep something to preserve
-        scene = _source_scene(rng, int(rng.integers(lowest, 4)))
-        kinds = ([str(k) for k in rng.choice(["add", "remove", "replace", "adjust", "background"], 2,
-                                             replace=False)] if edit_type == "compose" else [edit_type])
-        taken: set[str] = set()
-        edits = tuple(_elementary(kind, scene, rng, taken) for kind in kinds)
+        scene, edits = random_edit(np.random.default_rng([seed, i]), edit_type)
         subdir = SUBDIRS.get(edit_type, DEFAULT_SUBDIR)
         out.append(EditItem(str(22 + 5 * i + i % 3), f"{subdir}/{100003 + 37 * i:09d}.png",
                             edit_type, edits, scene))

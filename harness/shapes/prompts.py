@@ -90,3 +90,9 @@ def geneval_prompts(per_tag: int = 10, seed: int = 0) -> list[dict[str, Any]]:
         order = rng.permutation(len(options))
         prompts += [build(*options[order[i % len(options)]]) for i in range(per_tag)]
     return prompts
+
+
+def random_geneval_prompt(rng: np.random.Generator, tags: tuple[str, ...] = TAGS) -> dict[str, Any]:
+    """One prompt's metadata: a tag drawn uniformly from ``tags``, then one of its prompts uniformly."""
+    options, build = _candidates()[str(tags[int(rng.integers(len(tags)))])]
+    return build(*options[int(rng.integers(len(options)))])

@@ -1,0 +1,264 @@
+"""Run a data recipe: source -> steps -> a dataset artifact (``harness synth RECIPE.yaml``).
+
+Layout of a dataset folder::
+
+    DATASET/recipe.yaml        the recipe as run
+    DATASET/rows.jsonl         every kept row, all fields, in source order
+    DATASET/images/            the images the rows name (content-addressed)
+    DATASET/sharegpt4o.json    exports named by the recipe (llava.json, data/train-*.parquet, ...)
+    DATASET/dropped.jsonl      rows a filter left out, with the reason
+    DATASET/failures.jsonl     rows that failed (retried on the next run)
+    DATASET/artifact.json      written last: content hash, lineage, counts, usage and cost
+    DATASET/cache/             call and step caches, image blobs (not part of the content)
+
+Resume: two caches make a re-run free. Every API call is cached by content the moment its reply
+arrives (``harness.clients.call_cache``); every step's result per row is cached after each batch.
+So a killed run, started again, re-asks only what was in flight, and ends with the same files as
+an uninterrupted run. A finished dataset without failures is not run again.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from harness import registry
+from harness.artifacts import Artifact, read_manifest, verify, write_manifest
+from harness.cache import KeyedLog
+from harness.clients.call_cache import BlobStore, CachedClient, validate_prices
+from harness.clients.openai_compat import OpenAICompatClient
+from harness.dataset_formats import EXPORTS
+from harness.errors import HarnessError, InputError
+from harness.fileio import atomic_write_text, write_jsonl
+from harness.hashing import hash_value
+from harness.recipe import (IMAGE_DIR, Drop, Failure, RecipeSpec, Source, Step, StepContext,
+                            plugin_identity, row_key)
+
+RECIPE_FILE = "recipe.yaml"
+ROWS_FILE = "rows.jsonl"
+
+
+@dataclass
+class SynthOutcome:
+    folder: Path
+    artifact: Artifact
+    skipped: bool  # the dataset was already complete
+
+
+def default_folder(spec: RecipeSpec, plugins: Sequence[Any]) -> Path:
+    return Path("datasets") / f"{spec.name}-{hash_value(spec.identity(plugins), length=12)}"
+
+
+def build_plugins(spec: RecipeSpec) -> list[Any]:
+    plugins = []
+    for index, step in enumerate(spec.steps):
+        try:
+            plugin = registry.build("generator", step.name, **step.params)
+        except registry.UnknownPluginError as exc:
+            raise InputError(str(exc), spec.source) from None
+        except InputError as exc:
+            raise InputError(f"steps[{index}]: {exc}", spec.source) from None
+        wanted = Source if index == 0 else Step
+        if not isinstance(plugin, wanted):
+            raise InputError(f"steps[{index}] {step.name!r} is a {type(plugin).__bases__[0].__name__.lower()}; "
+                             f"the first step must be a source and the others steps over rows", spec.source)
+        plugins.append(plugin)
+    check_fields(spec, plugins)
+    return plugins
+
+
+def check_fields(spec: RecipeSpec, plugins: Sequence[Any]) -> None:
+    """Refuse a recipe whose steps read fields nothing writes, before anything is paid for."""
+    available = {"id", *plugins[0].outputs}
+    for index, (plugin, step) in enumerate(zip(plugins[1:], spec.steps[1:]), start=1):
+        missing = [name for name in plugin.inputs if name not in available]
+        if missing:
+            raise InputError(f"steps[{index}] {step.name!r} reads {missing}, which no earlier step writes "
+                             f"(available: {', '.join(sorted(available))})", spec.source)
+        available |= set(plugin.outputs)
+    for name in spec.export:
+        if name not in EXPORTS:
+            raise InputError(f"unknown export {name!r} (known: {', '.join(sorted(EXPORTS))})", spec.source)
+        missing = [field for field in EXPORTS[name].required_fields if field not in available]
+        if missing:
+            raise InputError(f"export {name!r} needs fields {missing} that no step writes", spec.source)
+
+
+def build_clients(spec: RecipeSpec, cache_dir: Path, blobs: BlobStore) -> dict[str, CachedClient]:
+    clients = {}
+    for role, params in spec.clients.items():
+        params = dict(params)
+        prices = validate_prices(params.pop("prices", None), f"{spec.source}: clients.{role}")
+        try:
+            client = OpenAICompatClient(**params)
+        except TypeError as exc:
+            raise InputError(f"clients.{role}: {exc}", spec.source) from None
+        clients[role] = CachedClient(client, KeyedLog(cache_dir, f"calls-{role}"), blobs, prices)
+    return clients
+
+
+def synthesize(spec: RecipeSpec, out: str | Path | None = None, cache_dir: str | Path | None = None,
+               show_progress: bool = True) -> SynthOutcome:
+    """Run (or resume) ``spec``; return the dataset folder and its manifest."""
+    plugins = build_plugins(spec)
+    identity = spec.identity(plugins)
+    recipe_hash = hash_value(identity)
+    folder = Path(out) if out is not None else default_folder(spec, plugins)
+    previous = read_manifest(folder)
+    recorded = folder / RECIPE_FILE
+    if recorded.is_file() and RecipeSpec.from_dict(_yaml(recorded), str(recorded)).identity(plugins) != identity:
+        raise HarnessError(f"{folder} holds a dataset of another recipe ({recorded}); use another --out")
+    if previous is not None and previous.info.get("failed") == 0 and not verify(folder):
+        return SynthOutcome(folder, previous, skipped=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(recorded, spec.to_yaml())
+    cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
+    blobs = BlobStore(cache / "blobs")
+    clients = build_clients(spec, cache, blobs)
+    started = time.time()
+
+    source = plugins[0]
+    rows = source.rows(StepContext(spec.seed, spec.steps[0].name, blobs, clients))
+    _check_rows(rows, spec.steps[0].name, source.outputs)
+    dropped: list[dict] = []
+    failed: list[dict] = []
+    steps_done = []
+    calls_used: dict[str, set[str]] = {role: set() for role in clients}
+    for index, (plugin, step_spec) in enumerate(zip(plugins[1:], spec.steps[1:]), start=1):
+        ctx = StepContext(spec.seed, step_spec.name, blobs, clients)
+        rows, step_dropped, step_failed = _run_step(index, plugin, step_spec, rows, ctx, cache, show_progress,
+                                                    clients, calls_used)
+        dropped += step_dropped
+        failed += step_failed
+        steps_done.append({"step": step_spec.name, "kept": len(rows), "dropped": len(step_dropped),
+                           "failed": len(step_failed)})
+
+    files = _write_dataset(folder, rows, blobs, spec.export)
+    write_jsonl(folder / "dropped.jsonl", dropped)
+    write_jsonl(folder / "failures.jsonl", failed)
+    usage = {role: client.usage(calls_used[role]) for role, client in sorted(clients.items())}
+    info = {"rows": len(rows), "dropped": len(dropped), "failed": len(failed), "steps": steps_done,
+            "usage": usage, "cost_usd": round(sum(u["dataset"]["cost_usd"] for u in usage.values()), 6),
+            "seconds": round(time.time() - started, 3)}
+    inputs = {"recipe": recipe_hash, **source.input_hashes()}
+    artifact = write_manifest(folder, "dataset", files, inputs, {"recipe": spec.to_dict()}, info)
+    return SynthOutcome(folder, artifact, skipped=False)
+
+
+def _run_step(index: int, plugin: Step, spec: Any, rows: list[dict], ctx: StepContext, cache: Path,
+              show_progress: bool, clients: dict[str, CachedClient],
+              calls_used: dict[str, set[str]]) -> tuple[list[dict], list[dict], list[dict]]:
+    """Run one step over ``rows``: results are cached per row after each batch; a batch record
+    lists the API calls it touched, so the dataset's cost counts them however the rows were made."""
+    identity = plugin_identity(plugin, spec)
+    log = KeyedLog(cache, f"step{index:02d}-{spec.name}")
+    keys = [row_key(identity, row, plugin.inputs, ctx.seed(row)) for row in rows]
+    pending = [i for i, key in enumerate(keys) if log.get(key) is None]
+    failures: dict[int, str] = {}
+    bar = _progress(len(pending), f"{index}:{spec.name}", show_progress)
+    for start in range(0, len(pending), plugin.batch_size):
+        batch = pending[start:start + plugin.batch_size]
+        marks = {role: client.mark() for role, client in clients.items()}
+        results = plugin.generate([rows[i] for i in batch], ctx)
+        if len(results) != len(batch):
+            raise HarnessError(f"step {spec.name!r} returned {len(results)} results for {len(batch)} rows")
+        batch_key = "batch-" + hash_value([keys[i] for i in batch], length=32)
+        log.put(batch_key, {"calls": {role: client.touched_since(marks[role]) for role, client in clients.items()}})
+        for i, result in zip(batch, results):
+            if isinstance(result, Failure):
+                failures[i] = result.error
+            elif isinstance(result, Drop):
+                log.put(keys[i], {"drop": result.reason, "batch": batch_key})
+            elif isinstance(result, dict) and set(result) <= set(plugin.outputs):
+                log.put(keys[i], {"fields": result, "batch": batch_key})
+            else:
+                raise HarnessError(f"step {spec.name!r} returned {result!r} for row {rows[i]['id']!r}; "
+                                   f"expected a dict of its outputs {list(plugin.outputs)}, Drop or Failure")
+        bar.update(len(batch))
+    bar.close()
+    kept, dropped, failed = [], [], []
+    for i, (row, key) in enumerate(zip(rows, keys)):
+        record = log.get(key)
+        if i in failures or record is None:
+            failed.append({"id": row["id"], "step": spec.name, "error": failures.get(i, "no result")})
+            continue
+        for role, call_keys in (log.get(record.get("batch", "")) or {}).get("calls", {}).items():
+            calls_used.setdefault(role, set()).update(call_keys)
+        if "drop" in record:
+            dropped.append({"id": row["id"], "step": spec.name, "reason": record["drop"]})
+        else:
+            kept.append({**row, **record["fields"]})
+    log.close()
+    return kept, dropped, failed
+
+
+def _check_rows(rows: list[dict], name: str, outputs: Iterable[str]) -> None:
+    seen: set[str] = set()
+    for row in rows:
+        row_id = row.get("id")
+        if not isinstance(row_id, str) or not row_id:
+            raise HarnessError(f"source {name!r} made a row without a string id: {row!r}")
+        if row_id in seen:
+            raise HarnessError(f"source {name!r} made two rows with id {row_id!r}")
+        seen.add(row_id)
+        extra = set(row) - {"id", *outputs}
+        if extra:
+            raise HarnessError(f"source {name!r} wrote undeclared fields {sorted(extra)}")
+
+
+def image_refs(value: Any) -> list[str]:
+    """Every image field value inside a row value (strings under ``images/``, in lists too)."""
+    if isinstance(value, str):
+        return [value] if value.startswith(IMAGE_DIR + "/") else []
+    if isinstance(value, list):
+        return [ref for item in value for ref in image_refs(item)]
+    return []
+
+
+def _write_dataset(folder: Path, rows: list[dict], blobs: BlobStore, exports: Sequence[str]) -> list[str]:
+    """rows.jsonl, the images the rows name (hard links to the blobs), and the exports."""
+    refs = sorted({ref for row in rows for value in row.values() for ref in image_refs(value)})
+    (folder / IMAGE_DIR).mkdir(exist_ok=True)
+    for ref in refs:
+        target = folder / ref
+        if not target.is_file():
+            source = blobs.path(Path(ref).name)
+            if not source.is_file():
+                raise HarnessError(f"image {ref} named by a row is missing from the store {blobs.folder}")
+            try:
+                os.link(source, target)
+            except OSError:  # another file system: copy
+                target.write_bytes(source.read_bytes())
+    for stale in (folder / IMAGE_DIR).iterdir():  # left by an earlier, different run of this recipe
+        if f"{IMAGE_DIR}/{stale.name}" not in refs:
+            stale.unlink()
+    write_jsonl(folder / ROWS_FILE, rows)
+    files = [ROWS_FILE, *refs]
+    for name in exports:
+        files += EXPORTS[name].write(rows, folder)
+    return files
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="row", file=sys.stderr, leave=False)
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
