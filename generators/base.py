@@ -46,13 +46,13 @@ class ChatStep(Step):
 
     Subclasses set ``inputs`` / ``outputs`` and implement ``request(row, ctx)`` and ``parse(text, row)``.
     ``parse`` returns the new fields, ``Drop`` (a reply that says the row is no good) or ``Failure``
-    (a reply that could not be read: the row is asked again on the next run).
+    (a reply that could not be read: it is not cached, and the row is asked again on the next run).
     """
 
     transport_params = MODEL_STEP_TRANSPORT
 
     def __init__(self, client: str = "llm", temperature: float | None = None, max_tokens: int | None = None,
-                 batch_size: int = 64):
+                 batch_size: int = 256):
         self.client_role = client
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -68,9 +68,14 @@ class ChatStep(Step):
         requests = [self.request(row, ctx) for row in rows]
         replies = ctx.client(self.client_role).chat_many(
             [r.messages() for r in requests], [ctx.seed(row) for row in rows],
+            unusable=lambda i, text: self._unusable(text, rows[i]),
             temperature=self.temperature, max_tokens=self.max_tokens)
         return [Failure(reply.error) if reply.error else self.parse(reply.text or "", row)
                 for reply, row in zip(replies, rows)]
+
+    def _unusable(self, text: str, row: dict) -> str | None:
+        parsed = self.parse(text, row)
+        return parsed.error if isinstance(parsed, Failure) else None
 
 
 class ImageStep(Step):

@@ -45,10 +45,14 @@ class KeyedLog:
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)
 
-    def put(self, key: str, record: dict) -> None:
+    def put(self, key: str, record: dict, sync: bool = True) -> None:
         record = {"key": key, **record}
-        self._log.append(record)
+        self._log.append(record, sync=sync)
         self._entries[key] = record
+
+    def sync(self) -> None:
+        """Make every ``put(..., sync=False)`` so far durable."""
+        self._log.sync()
 
     def __len__(self) -> int:
         return len(self._entries)

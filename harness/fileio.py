@@ -67,13 +67,20 @@ class AppendLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = None
 
-    def append(self, record: Any) -> None:
+    def append(self, record: Any, sync: bool = True) -> None:
+        """Append one record; with ``sync=False`` it is durable only after the next ``sync()`` (callers
+        on many threads write under their lock and sync outside it, so their fsyncs overlap)."""
         if self._handle is None:
             self._repair_torn_tail()
             self._handle = open(self.path, "ab")
         self._handle.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        if sync:
+            os.fsync(self._handle.fileno())
+
+    def sync(self) -> None:
+        if self._handle is not None:
+            os.fsync(self._handle.fileno())
 
     def _repair_torn_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:

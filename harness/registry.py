@@ -50,6 +50,10 @@ BUILTIN_MODULES = (
     "generators.sources",
     "generators.image_steps",
     "generators.shapes",
+    "generators.sharegpt4o",
+    "generators.sharegpt4v",
+    "generators.gpt_image_edit",
+    "generators.filters",
 )
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

@@ -166,17 +166,19 @@ def _run_step(index: int, plugin: Step, spec: Any, rows: list[dict], ctx: StepCo
         if len(results) != len(batch):
             raise HarnessError(f"step {spec.name!r} returned {len(results)} results for {len(batch)} rows")
         batch_key = "batch-" + hash_value([keys[i] for i in batch], length=32)
-        log.put(batch_key, {"calls": {role: client.touched_since(marks[role]) for role, client in clients.items()}})
+        log.put(batch_key, {"calls": {role: client.touched_since(marks[role]) for role, client in clients.items()}},
+                sync=False)
         for i, result in zip(batch, results):
             if isinstance(result, Failure):
                 failures[i] = result.error
             elif isinstance(result, Drop):
-                log.put(keys[i], {"drop": result.reason, "batch": batch_key})
+                log.put(keys[i], {"drop": result.reason, "batch": batch_key}, sync=False)
             elif isinstance(result, dict) and set(result) <= set(plugin.outputs):
-                log.put(keys[i], {"fields": result, "batch": batch_key})
+                log.put(keys[i], {"fields": result, "batch": batch_key}, sync=False)
             else:
                 raise HarnessError(f"step {spec.name!r} returned {result!r} for row {rows[i]['id']!r}; "
                                    f"expected a dict of its outputs {list(plugin.outputs)}, Drop or Failure")
+        log.sync()  # one fsync per batch: the batch record and its rows become durable together
         bar.update(len(batch))
     bar.close()
     kept, dropped, failed = [], [], []

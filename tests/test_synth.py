@@ -1,7 +1,6 @@
 """The recipe runner: the shapes recipe offline, the call cache, accounting, validation, skipping."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +126,16 @@ def test_call_cache_pays_once_keeps_seeds_apart_and_does_not_cache_failures(tmp_
     assert usage["dataset"]["cost_usd"] == pytest.approx(4 * per_call + new_one)
     assert usage["this_run"]["calls_sent"] == 3 and usage["this_run"]["failures"] == 1
     assert usage["this_run"]["cost_usd"] == pytest.approx(per_call + new_one)  # the 400 cost nothing
+
+
+def test_a_reply_the_step_cannot_use_is_not_cached_and_is_asked_again(tmp_path):
+    replies = iter(["", "A red circle."])
+    with FakeOpenAIServer(lambda body: next(replies)) as server:
+        conversation = [[{"role": "user", "content": "compose a prompt"}]]
+        check = lambda index, text: None if text.strip() else "empty reply"  # noqa: E731
+        first = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
+        assert first[0].text is None and "unusable reply: empty reply" in first[0].error
+        second = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
+        assert second[0].text == "A red circle." and len(server.requests) == 2
+        third = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
+        assert third[0].text == "A red circle." and len(server.requests) == 2  # now cached

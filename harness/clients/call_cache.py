@@ -96,26 +96,34 @@ class CachedClient:
 
     # ------------------------------------------------------------------------------------------
 
-    def chat_many(self, conversations: Sequence[list[dict]], seeds: Sequence[int], **params: Any) -> list[ChatResult]:
-        def key(messages: list[dict], seed: int) -> str:
-            return self._key("chat", {"messages": messages}, params, seed)
+    def chat_many(self, conversations: Sequence[list[dict]], seeds: Sequence[int],
+                  unusable: Callable[[int, str], str | None] | None = None, **params: Any) -> list[ChatResult]:
+        """One chat completion per conversation. ``unusable(index, text)`` may say why a reply is of
+        no use to the step: it is then returned as an error and not cached, so the next run asks again."""
+        def key(item: tuple[int, list[dict]], seed: int) -> str:
+            return self._key("chat", {"messages": item[1]}, params, seed)
 
-        def call(messages: list[dict]) -> tuple[ChatResult, dict | None]:
-            result = self.client.chat(messages, **params)
-            return result, None if result.error else {"text": result.text}
+        def call(item: tuple[int, list[dict]]) -> tuple[ChatResult, dict | None, bool]:
+            result = self.client.chat(item[1], **params)
+            reason = None if result.error is not None or unusable is None else unusable(item[0], result.text or "")
+            if reason is not None:  # answered (and billed), but of no use
+                text = (result.text or "")[:200]
+                return ChatResult(None, f"unusable reply: {reason} (not cached; asked again next run): {text!r}",
+                                  result.attempts, result.model, result.usage), None, True
+            return result, None if result.error else {"text": result.text}, result.error is None
 
         def from_record(record: dict) -> ChatResult:
             return ChatResult(record["text"], None, 0, record.get("model"), record.get("usage", {}))
 
-        return self._run(conversations, seeds, key, call, from_record)
+        return self._run(list(enumerate(conversations)), seeds, key, call, from_record)
 
     def images_generate(self, prompts: Sequence[str], seeds: Sequence[int], **params: Any) -> list[ImageResult]:
         def key(prompt: str, seed: int) -> str:
             return self._key("images.generate", {"prompt": prompt}, params, seed)
 
-        def call(prompt: str) -> tuple[ImageResult, dict | None]:
+        def call(prompt: str) -> tuple[ImageResult, dict | None, bool]:
             result = self.client.images_generate([prompt], **params)[0]
-            return result, None if result.error else {"blob": self.blobs.put(result.data)}
+            return result, None if result.error else {"blob": self.blobs.put(result.data)}, result.error is None
 
         return self._run(prompts, seeds, key, call, self._image_from_record)
 
@@ -128,9 +136,9 @@ class CachedClient:
             return self._key("images.edit", {"image": hash_bytes(pair[0], length=32), "prompt": pair[1]},
                              params, seed)
 
-        def call(pair: tuple[bytes, str]) -> tuple[ImageResult, dict | None]:
+        def call(pair: tuple[bytes, str]) -> tuple[ImageResult, dict | None, bool]:
             result = self.client.images_edit([pair[0]], [pair[1]], **params)[0]
-            return result, None if result.error else {"blob": self.blobs.put(result.data)}
+            return result, None if result.error else {"blob": self.blobs.put(result.data)}, result.error is None
 
         return self._run(list(zip(images, prompts)), seeds, key, call, self._image_from_record)
 
@@ -145,7 +153,7 @@ class CachedClient:
                            "seed": int(seed)}, length=32)
 
     def _run(self, items: Sequence[Any], seeds: Sequence[int], key_of: Callable[[Any, int], str],
-             call: Callable[[Any], tuple[Any, dict | None]], from_record: Callable[[dict], Any]) -> list[Any]:
+             call: Callable[[Any], tuple[Any, dict | None, bool]], from_record: Callable[[dict], Any]) -> list[Any]:
         if len(items) != len(seeds):
             raise ValueError(f"{len(items)} items for {len(seeds)} seeds")
         keys = [key_of(item, seed) for item, seed in zip(items, seeds)]
@@ -163,8 +171,8 @@ class CachedClient:
             self.client.check_credentials()  # a configuration error stops the batch before any call
 
             def fetch(index: int) -> Any:
-                result, payload = call(items[index])
-                cost = self._cost(result.usage, succeeded=payload is not None)
+                result, payload, answered = call(items[index])
+                cost = self._cost(result.usage, succeeded=answered)
                 with self._lock:
                     self._sent["calls"] += 1
                     self._sent["cost_usd"] += cost
@@ -173,8 +181,9 @@ class CachedClient:
                         return result
                     record = {**payload, "model": result.model, "usage": dict(result.usage),
                               "cost_usd": cost}
-                    self._log.put(keys[index], record)  # durable before the caller sees the result
+                    self._log.put(keys[index], record, sync=False)
                     self._touched.append(keys[index])
+                self._log.sync()  # durable before the caller sees the result; concurrent fsyncs overlap
                 return result
 
             workers = min(self.client.max_concurrency, len(missing))

@@ -243,7 +243,7 @@ class FakeOpenAIServer:
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         # a short poll interval makes stop() quick (shutdown waits for the next poll)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -360,6 +360,13 @@ class FakeOpenAIServer:
         return _send_json(handler, 200, {"created": 0, "data": [item]})
 
 
+class _Server(ThreadingHTTPServer):
+    # the default listen backlog (5) drops connections when a client opens dozens at once, and the
+    # kernel's SYN retry then adds a second to each: a real API server accepts many more
+    request_queue_size = 512
+    daemon_threads = True
+
+
 def _dated(model: str) -> str:
     return model if is_dated_snapshot(model) else model + FAKE_SNAPSHOT_SUFFIX
 
@@ -387,3 +394,28 @@ def _send(handler: BaseHTTPRequestHandler, status: int, data: bytes,
         handler.wfile.write(data)
     except (BrokenPipeError, ConnectionResetError):  # the client gave up (timed out) first
         pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake on loopback until interrupted (benchmarks run it in a process of its own, so
+    its threads do not share the client's interpreter lock); prints the base URL first."""
+    import argparse
+    import sys
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m harness.testing.fake_openai")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each normal reply")
+    args = parser.parse_args(argv)
+    with FakeOpenAIServer(delay_s=args.delay) as server:
+        print(server.base_url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
