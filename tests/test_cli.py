@@ -203,9 +203,18 @@ def test_rescore_imgedit_prints_type_means_and_counts_judge_errors_apart(tmp_pat
 @pytest.mark.parametrize("example", sorted((Path(__file__).parents[1] / "examples").glob("*.yaml")),
                          ids=lambda path: path.name)
 def test_every_example_spec_loads_and_names_registered_plugins(example):
+    import yaml
+
     from harness import registry
     from harness.spec import RunSpec
 
+    if "steps" in yaml.safe_load(example.read_text()):  # a data recipe: its steps build and connect
+        from harness.recipe import RecipeSpec
+        from harness.synth import build_plugins
+
+        recipe = RecipeSpec.load(example)
+        assert len(build_plugins(recipe)) == len(recipe.steps) >= 2
+        return
     spec = RunSpec.load(example)
     benchmark = registry.get("benchmark", spec.benchmark.name)
     registry.get("model", spec.model.name)
