@@ -69,4 +69,9 @@ class ShareGPT4oJson(Source):
                  "original_output_image": ctx.import_image(sample.output_image)} for sample in samples]
 
     def input_hashes(self) -> dict[str, str]:
-        return {"triplets": hash_file(self.path)}
+        """The triplet file and every image it names (an image replaced in place changes the hash)."""
+        images = {}
+        for sample in read_sharegpt4o(self.path):
+            for path in (*sample.input_images, sample.output_image):
+                images[str(path)] = hash_file(path)
+        return {"triplets": hash_value({"file": hash_file(self.path), "images": images})}
