@@ -10,7 +10,7 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from harness.clients.call_cache import image_extension
+from harness.clients.call_cache import UNUSABLE_REPLY, image_extension
 from harness.recipe import Drop, Failure, Step, StepContext
 
 _MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
@@ -46,14 +46,18 @@ class ChatStep(Step):
 
     Subclasses set ``inputs`` / ``outputs`` and implement ``request(row, ctx)`` and ``parse(text, row)``.
     ``parse`` returns the new fields, ``Drop`` (a reply that says the row is no good) or ``Failure``
-    (a reply that could not be read: it is not cached, and the row is asked again on the next run).
+    (a reply that could not be read). An unreadable reply is asked again, up to ``max_attempts``
+    times in all; if none can be read the row is dropped with the reason. Every reply is cached, so a
+    re-run pays for none of them again. A call that fails (after the client's retries) is a
+    ``Failure``: not cached, asked again on the next run.
     """
 
     transport_params = MODEL_STEP_TRANSPORT
 
     def __init__(self, client: str = "llm", temperature: float | None = None, max_tokens: int | None = None,
-                 batch_size: int = 256):
+                 batch_size: int = 256, max_attempts: int = 3):
         self.client_role = client
+        self.max_attempts = int(max_attempts)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.batch_size = int(batch_size)
@@ -68,10 +72,14 @@ class ChatStep(Step):
         requests = [self.request(row, ctx) for row in rows]
         replies = ctx.client(self.client_role).chat_many(
             [r.messages() for r in requests], [ctx.seed(row) for row in rows],
-            unusable=lambda i, text: self._unusable(text, rows[i]),
+            unusable=lambda i, text: self._unusable(text, rows[i]), max_attempts=self.max_attempts,
             temperature=self.temperature, max_tokens=self.max_tokens)
-        return [Failure(reply.error) if reply.error else self.parse(reply.text or "", row)
-                for reply, row in zip(replies, rows)]
+        return [self._outcome(reply, row) for reply, row in zip(replies, rows)]
+
+    def _outcome(self, reply: Any, row: dict) -> dict | Drop | Failure:
+        if reply.error and reply.error.startswith(UNUSABLE_REPLY):
+            return Drop(reply.error)  # paid for and cached: a re-run would get the same replies
+        return Failure(reply.error) if reply.error else self.parse(reply.text or "", row)
 
     def _unusable(self, text: str, row: dict) -> str | None:
         parsed = self.parse(text, row)
@@ -96,3 +104,18 @@ class ImageStep(Step):
     @staticmethod
     def _stored(results: Sequence[Any], ctx: StepContext, field_name: str) -> list[Any]:
         return [Failure(r.error) if r.error else {field_name: ctx.save_image(r.data)} for r in results]
+
+
+class CopyField(Step):
+    """Copy one field to another (wrapped in a one-element list with ``as_list``); no model call."""
+
+    transport_params = ("batch_size",)
+    as_list = False
+
+    def __init__(self, image_field: str = "image", output: str = "output_image", batch_size: int = 256):
+        self.image_field, self.output = image_field, output
+        self.inputs, self.outputs = (image_field,), (output,)
+        self.batch_size = int(batch_size)
+
+    def generate(self, rows: Sequence[dict], ctx: StepContext) -> list[Any]:
+        return [{self.output: [row[self.image_field]] if self.as_list else row[self.image_field]} for row in rows]

@@ -13,8 +13,8 @@ The recipe: ``sharegpt4o-json`` (the existing triplets; the old output is kept a
 old instruction, and asks for a reply whose first non-empty line is exactly ``KEEP`` (the old
 instruction still describes the change) or ``REWRITE: <instruction>``. It writes ``input_prompt``
 (the final instruction), ``original_prompt`` (the old one) and ``instruction_rewritten``. A reply
-in neither form is a ``Failure``: the row is asked again on the next run (the failed parse is not
-cached by the step; the call itself is cached, so change the seed or model to get a new reply).
+in neither form is a ``Failure``: the conversation is asked again (``max_attempts``, 3 in all), and the
+row is dropped with the reason if no reply can be read (every reply is cached: a re-run pays nothing).
 
 Assumed (not in the sources we could read):
 - how the rows to rewrite were selected. Only "selectively" is stated; no criterion, score or

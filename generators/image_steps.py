@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from generators.base import ImageStep
-from harness.recipe import StepContext
+from harness.recipe import Failure, StepContext
 from harness.registry import register
 
 
@@ -42,10 +42,13 @@ class EditImage(ImageStep):
         self.inputs, self.outputs = (prompt_field, image_field), (output,)
 
     def generate(self, rows: Sequence[dict], ctx: StepContext) -> list[Any]:
+        usable = [row for row in rows if row[self.image_field]]
         sources = []
-        for row in rows:
+        for row in usable:
             value = row[self.image_field]
             sources.append(ctx.image_bytes(value[0] if isinstance(value, list) else value))
         results = ctx.client(self.client_role).images_edit(
-            sources, [row[self.prompt_field] for row in rows], [ctx.seed(row) for row in rows], **self._params())
-        return self._stored(results, ctx, self.output)
+            sources, [row[self.prompt_field] for row in usable], [ctx.seed(row) for row in usable], **self._params())
+        stored = iter(self._stored(results, ctx, self.output))
+        return [next(stored) if row[self.image_field] else Failure(f"row {row['id']!r} has no {self.image_field}")
+                for row in rows]

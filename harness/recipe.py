@@ -43,6 +43,8 @@ RECIPE_VERSION = 1
 IMAGE_DIR = "images"
 #: client parameters that do not change what a call returns (kept out of hashes)
 CLIENT_TRANSPORT = frozenset(TRANSPORT_PARAMS) - {"model"}
+#: every key a recipe's client may have: the client's parameters and ``prices``
+CLIENT_KEYS = frozenset(TRANSPORT_PARAMS) | {"model", "prices"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ class RecipeSpec:
                 isinstance(c, Mapping) and isinstance(c.get("model"), str) and isinstance(c.get("base_url"), str)
                 for c in clients.values()):
             raise InputError("clients must map each role to {base_url: ..., model: ..., ...}", source)
+        for role, params in clients.items():
+            unknown = set(params) - CLIENT_KEYS
+            if unknown:  # e.g. a pasted api_key: refused before it could be written anywhere
+                raise InputError(f"clients.{role}: unknown keys {sorted(unknown)} (allowed: "
+                                 f"{', '.join(sorted(CLIENT_KEYS))}; keys are read from the environment "
+                                 f"variable named by api_key_env, never from the recipe)", source)
         export = data.get("export", ["sharegpt4o"])
         export = [export] if isinstance(export, str) else export
         if not isinstance(export, list) or not all(isinstance(e, str) for e in export):
@@ -205,7 +213,7 @@ class StepContext:
         self._clients = clients
 
     def seed(self, row_or_id: Mapping[str, Any] | str) -> int:
-        """The row's seed for this step: depends only on (recipe seed, step name, row id)."""
+        """The row's seed for this step: depends only on (recipe seed, step position and name, row id)."""
         row_id = row_or_id if isinstance(row_or_id, str) else row_or_id["id"]
         return sample_seed(self.recipe_seed, self.step_name, row_id)
 

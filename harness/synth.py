@@ -32,7 +32,7 @@ from harness.clients.call_cache import BlobStore, CachedClient, validate_prices
 from harness.clients.openai_compat import OpenAICompatClient
 from harness.dataset_formats import EXPORTS
 from harness.errors import HarnessError, InputError
-from harness.fileio import atomic_write_text, write_jsonl
+from harness.fileio import atomic_write_bytes, atomic_write_text, write_jsonl
 from harness.hashing import hash_value
 from harness.recipe import (IMAGE_DIR, Drop, Failure, RecipeSpec, Source, Step, StepContext,
                             plugin_identity, row_key)
@@ -59,8 +59,8 @@ def build_plugins(spec: RecipeSpec) -> list[Any]:
             plugin = registry.build("generator", step.name, **step.params)
         except registry.UnknownPluginError as exc:
             raise InputError(str(exc), spec.source) from None
-        except InputError as exc:
-            raise InputError(f"steps[{index}]: {exc}", spec.source) from None
+        except (InputError, TypeError, ValueError) as exc:  # a typo or a bad value in the step's params
+            raise InputError(f"steps[{index}] {step.name!r}: {exc}", spec.source) from None
         wanted = Source if index == 0 else Step
         if not isinstance(plugin, wanted):
             raise InputError(f"steps[{index}] {step.name!r} is a {type(plugin).__bases__[0].__name__.lower()}; "
@@ -72,6 +72,11 @@ def build_plugins(spec: RecipeSpec) -> list[Any]:
 
 def check_fields(spec: RecipeSpec, plugins: Sequence[Any]) -> None:
     """Refuse a recipe whose steps read fields nothing writes, before anything is paid for."""
+    for index, (plugin, step) in enumerate(zip(plugins, spec.steps)):
+        for role in {getattr(plugin, "client_role", None), getattr(plugin, "text_client_role", None)} - {None}:
+            if role not in spec.clients:
+                raise InputError(f"steps[{index}] {step.name!r} uses client {role!r}, which the recipe does not "
+                                 f"define (clients: {', '.join(sorted(spec.clients)) or 'none'})", spec.source)
     available = {"id", *plugins[0].outputs}
     for index, (plugin, step) in enumerate(zip(plugins[1:], spec.steps[1:]), start=1):
         missing = [name for name in plugin.inputs if name not in available]
@@ -109,26 +114,32 @@ def synthesize(spec: RecipeSpec, out: str | Path | None = None, cache_dir: str |
     folder = Path(out) if out is not None else default_folder(spec, plugins)
     previous = read_manifest(folder)
     recorded = folder / RECIPE_FILE
-    if recorded.is_file() and RecipeSpec.from_dict(_yaml(recorded), str(recorded)).identity(plugins) != identity:
-        raise HarnessError(f"{folder} holds a dataset of another recipe ({recorded}); use another --out")
-    if previous is not None and previous.info.get("failed") == 0 and not verify(folder):
+    if recorded.is_file():
+        old = RecipeSpec.from_dict(_yaml(recorded), str(recorded))
+        if len(old.steps) != len(spec.steps) or old.identity(build_plugins(old)) != identity:
+            raise HarnessError(f"{folder} holds a dataset of another recipe ({recorded}); use another --out")
+    elif folder.is_dir() and any(folder.iterdir()):
+        raise HarnessError(f"{folder} is not empty and holds no dataset made by a recipe; use another --out "
+                           f"(a recipe's run deletes images its rows do not name)")
+    source = plugins[0]
+    inputs = {"recipe": recipe_hash, **source.input_hashes()}
+    if previous is not None and previous.info.get("failed") == 0 and previous.inputs == inputs and not verify(folder):
         return SynthOutcome(folder, previous, skipped=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(recorded, spec.to_yaml())
     cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
     blobs = BlobStore(cache / "blobs")
-    clients = build_clients(spec, cache, blobs)
+    clients = build_clients(spec, cache, blobs)  # before anything is written: bad client params stop here
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(recorded, spec.to_yaml())
     started = time.time()
 
-    source = plugins[0]
-    rows = source.rows(StepContext(spec.seed, spec.steps[0].name, blobs, clients))
+    rows = source.rows(StepContext(spec.seed, step_salt(0, spec.steps[0].name), blobs, clients))
     _check_rows(rows, spec.steps[0].name, source.outputs)
     dropped: list[dict] = []
     failed: list[dict] = []
     steps_done = []
     calls_used: dict[str, set[str]] = {role: set() for role in clients}
     for index, (plugin, step_spec) in enumerate(zip(plugins[1:], spec.steps[1:]), start=1):
-        ctx = StepContext(spec.seed, step_spec.name, blobs, clients)
+        ctx = StepContext(spec.seed, step_salt(index, step_spec.name), blobs, clients)
         rows, step_dropped, step_failed = _run_step(index, plugin, step_spec, rows, ctx, cache, show_progress,
                                                     clients, calls_used)
         dropped += step_dropped
@@ -143,7 +154,6 @@ def synthesize(spec: RecipeSpec, out: str | Path | None = None, cache_dir: str |
     info = {"rows": len(rows), "dropped": len(dropped), "failed": len(failed), "steps": steps_done,
             "usage": usage, "cost_usd": round(sum(u["dataset"]["cost_usd"] for u in usage.values()), 6),
             "seconds": round(time.time() - started, 3)}
-    inputs = {"recipe": recipe_hash, **source.input_hashes()}
     artifact = write_manifest(folder, "dataset", files, inputs, {"recipe": spec.to_dict()}, info)
     return SynthOutcome(folder, artifact, skipped=False)
 
@@ -153,7 +163,9 @@ def _run_step(index: int, plugin: Step, spec: Any, rows: list[dict], ctx: StepCo
               calls_used: dict[str, set[str]]) -> tuple[list[dict], list[dict], list[dict]]:
     """Run one step over ``rows``: results are cached per row after each batch; a batch record
     lists the API calls it touched, so the dataset's cost counts them however the rows were made."""
-    identity = plugin_identity(plugin, spec)
+    # the clients' models are part of what a step's rows depend on (a shared cache may hold another's)
+    identity = {**plugin_identity(plugin, spec),
+                "clients": {role: client.identity for role, client in sorted(clients.items())}}
     log = KeyedLog(cache, f"step{index:02d}-{spec.name}")
     keys = [row_key(identity, row, plugin.inputs, ctx.seed(row)) for row in rows]
     pending = [i for i, key in enumerate(keys) if log.get(key) is None]
@@ -173,11 +185,11 @@ def _run_step(index: int, plugin: Step, spec: Any, rows: list[dict], ctx: StepCo
                 failures[i] = result.error
             elif isinstance(result, Drop):
                 log.put(keys[i], {"drop": result.reason, "batch": batch_key}, sync=False)
-            elif isinstance(result, dict) and set(result) <= set(plugin.outputs):
+            elif isinstance(result, dict) and set(result) == set(plugin.outputs):
                 log.put(keys[i], {"fields": result, "batch": batch_key}, sync=False)
             else:
                 raise HarnessError(f"step {spec.name!r} returned {result!r} for row {rows[i]['id']!r}; "
-                                   f"expected a dict of its outputs {list(plugin.outputs)}, Drop or Failure")
+                                   f"expected a dict with exactly its outputs {list(plugin.outputs)}, Drop or Failure")
         log.sync()  # one fsync per batch: the batch record and its rows become durable together
         bar.update(len(batch))
     bar.close()
@@ -206,9 +218,15 @@ def _check_rows(rows: list[dict], name: str, outputs: Iterable[str]) -> None:
         if row_id in seen:
             raise HarnessError(f"source {name!r} made two rows with id {row_id!r}")
         seen.add(row_id)
-        extra = set(row) - {"id", *outputs}
-        if extra:
-            raise HarnessError(f"source {name!r} wrote undeclared fields {sorted(extra)}")
+        if set(row) != {"id", *outputs}:
+            raise HarnessError(f"source {name!r} made row {row_id!r} with fields {sorted(row)}; it declares "
+                               f"{sorted(['id', *outputs])}")
+
+
+def step_salt(index: int, name: str) -> str:
+    """What a step's per-row seeds are derived from: its position and name (two steps of the same
+    plugin in one recipe draw different samples)."""
+    return f"{index}:{name}"
 
 
 def image_refs(value: Any) -> list[str]:
@@ -232,8 +250,8 @@ def _write_dataset(folder: Path, rows: list[dict], blobs: BlobStore, exports: Se
                 raise HarnessError(f"image {ref} named by a row is missing from the store {blobs.folder}")
             try:
                 os.link(source, target)
-            except OSError:  # another file system: copy
-                target.write_bytes(source.read_bytes())
+            except OSError:  # another file system: copy (atomically: a kill leaves no half image)
+                atomic_write_bytes(target, source.read_bytes())
     for stale in (folder / IMAGE_DIR).iterdir():  # left by an earlier, different run of this recipe
         if f"{IMAGE_DIR}/{stale.name}" not in refs:
             stale.unlink()

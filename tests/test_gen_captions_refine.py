@@ -178,7 +178,7 @@ def test_refinement_end_to_end(tmp_path: Path):
         outcome = synthesize(spec, out=tmp_path / "ds", show_progress=False)
         edits = [r for r in server.requests if r.path.endswith("/images/edits")]
         chats = [r for r in server.requests if r.path.endswith("/chat/completions")]
-    assert len(edits) == 3 and len(chats) == 3
+    assert len(edits) == 3 and len(chats) == 5  # the garbled reply is asked three times in all
 
     folder = outcome.folder
     rows = {row["id"]: row for row in map(json.loads, (folder / "rows.jsonl").read_text().splitlines())}
@@ -188,9 +188,9 @@ def test_refinement_end_to_end(tmp_path: Path):
     assert rows["t-rewrite"]["input_prompt"] == "Paint the whole picture a different colour."
     assert rows["t-rewrite"]["instruction_rewritten"] is True
     assert rows["t-rewrite"]["original_prompt"] == "Add a dog."
-    failures = [json.loads(line) for line in (folder / "failures.jsonl").read_text().splitlines()]
-    assert [(f["id"], f["step"]) for f in failures] == [("t-garbled", "rewrite-instruction")]
-    assert "neither" in failures[0]["error"]
+    dropped = [json.loads(line) for line in (folder / "dropped.jsonl").read_text().splitlines()]
+    assert [(d["id"], d["step"]) for d in dropped] == [("t-garbled", "rewrite-instruction")]
+    assert "unusable reply after 3 attempt(s)" in dropped[0]["reason"] and "neither" in dropped[0]["reason"]
 
     for chat in chats:  # the VLM saw the source and the NEW output, in that order
         source, output = request_images(chat.body)

@@ -161,11 +161,16 @@ def test_prompt_first_recipe_resumes_and_is_deterministic(tmp_path):
     assert (tmp_path / "a" / "rows.jsonl").read_bytes() == (tmp_path / "b" / "rows.jsonl").read_bytes()
 
 
-def test_empty_reply_is_a_failure_not_a_row(tmp_path):
+def test_empty_reply_is_asked_again_then_dropped_and_a_rerun_pays_nothing(tmp_path):
     with FakeOpenAIServer(lambda body: "  ") as server:
         rows = run(server, PROMPT_FIRST[:2], tmp_path / "ds", export=[])
-    failures = [json.loads(line) for line in (tmp_path / "ds" / "failures.jsonl").read_text().splitlines()]
-    assert rows == [] and len(failures) == 6 and {f["step"] for f in failures} == {"compose-prompt"}
+        assert len(server.requests) == 6 * 3  # three attempts per row (ChatStep's default max_attempts)
+        dropped = [json.loads(line) for line in (tmp_path / "ds" / "dropped.jsonl").read_text().splitlines()]
+        assert rows == [] and len(dropped) == 6 and {d["step"] for d in dropped} == {"compose-prompt"}
+        assert all("unusable reply after 3 attempt(s)" in d["reason"] for d in dropped)
+        run(server, PROMPT_FIRST[:2], tmp_path / "ds", export=[])  # finished: nothing asked again
+        assert len(server.requests) == 18
+    assert (tmp_path / "ds" / "failures.jsonl").read_text() == ""
 
 
 @pytest.mark.parametrize("keep_original", [False, True])
@@ -254,7 +259,8 @@ def test_recipe_refuses_a_step_reading_an_unwritten_field(tmp_path):
 
 def test_editing_a_vocabulary_or_taxonomy_file_changes_the_recipe_identity(tmp_path):
     vocabulary, taxonomy = tmp_path / "vocab.yaml", tmp_path / "tasks.yaml"
-    spec = RecipeSpec.from_dict({"name": "t", "steps": [
+    clients = {role: {"base_url": "http://127.0.0.1:9/v1", "model": "m"} for role in ("llm", "image_model")}
+    spec = RecipeSpec.from_dict({"name": "t", "clients": clients, "steps": [
         {"name": "sharegpt4o-attributes", "params": {"count": 1, "vocabulary": str(vocabulary)}},
         {"name": "compose-prompt"}, {"name": "render-image", "params": {"output": "image"}},  # edit generated images
         {"name": "assign-edit-task", "params": {"taxonomy": str(taxonomy)}}], "export": []})

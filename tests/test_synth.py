@@ -67,6 +67,27 @@ def test_rows_depend_only_on_seed_and_id_and_a_finished_dataset_is_not_rebuilt(t
     assert again.skipped and again.artifact.hash == small.artifact.hash
     with pytest.raises(HarnessError, match="another recipe"):
         synthesize(shapes_recipe(t2i=5, edits=2), tmp_path / "small", show_progress=False)
+    source_only = RecipeSpec.from_dict({"name": "s", "steps": [{"name": "shapes-world", "params": {"t2i": 4, "edits": 2}}],
+                                        "export": []})
+    with pytest.raises(HarnessError, match="another recipe"):  # a step less is another recipe, not a skip
+        synthesize(source_only, tmp_path / "small", show_progress=False)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(HarnessError, match="not empty and holds no dataset"):
+        synthesize(shapes_recipe(t2i=4, edits=2), tmp_path / "mine", show_progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_two_steps_of_the_same_plugin_draw_different_samples(tmp_path):
+    with FakeOpenAIServer() as server:
+        spec = RecipeSpec.from_dict({
+            "name": "twice", "export": [],
+            "clients": {"image_model": {"base_url": server.base_url, "model": "gpt-image-1", "backoff_s": 0}},
+            "steps": [{"name": "shapes-world", "params": {"t2i": 3}},
+                      {"name": "render-image", "params": {"client": "image_model"}},
+                      {"name": "render-image", "params": {"client": "image_model", "output": "alt_image"}}]})
+        synthesize(spec, tmp_path / "ds", show_progress=False)
+        assert len(server.requests) == 6  # the second step is not served from the first one's cache
 
 
 def test_recipe_errors_name_the_file_and_the_problem(tmp_path):
@@ -74,8 +95,19 @@ def test_recipe_errors_name_the_file_and_the_problem(tmp_path):
     bad.write_text("name: x\nsteps:\n  - {name: shapes-render}\n")
     with pytest.raises(InputError, match="first step must be a source"):
         synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
-    bad.write_text("name: x\nsteps:\n  - {name: shapes-world}\n  - {name: render-image}\nexport: [llava]\n")
+    bad.write_text("name: x\nsteps:\n  - {name: shapes-world}\n  - {name: shapes-render}\nexport: [llava]\n")
     with pytest.raises(InputError, match=r"export 'llava' needs fields \['image', 'caption'\]"):
+        synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
+    bad.write_text("name: x\nsteps:\n  - {name: shapes-world}\n  - {name: render-image}\n")
+    with pytest.raises(InputError, match=r"bad.yaml: steps\[1\] 'render-image' uses client 'image_model', which"):
+        synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
+    bad.write_text("name: x\nclients: {llm: {base_url: 'https://a.example/v1', model: m, api_key: sk-secret-1}}\n"
+                   "steps: [{name: shapes-world}]\n")
+    with pytest.raises(InputError, match=r"clients.llm: unknown keys \['api_key'\]"):
+        synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    bad.write_text("name: x\nsteps:\n  - {name: shapes-world, params: {t2i: ten}}\n")
+    with pytest.raises(InputError, match=r"bad.yaml: steps\[0\] 'shapes-world'"):
         synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
     bad.write_text("name: x\nsteps:\n  - {name: shapes-world, params: {colour: 3}}\n")
     with pytest.raises(InputError, match=r"bad.yaml: steps\[0\].*colour"):
@@ -128,14 +160,19 @@ def test_call_cache_pays_once_keeps_seeds_apart_and_does_not_cache_failures(tmp_
     assert usage["this_run"]["cost_usd"] == pytest.approx(per_call + new_one)  # the 400 cost nothing
 
 
-def test_a_reply_the_step_cannot_use_is_not_cached_and_is_asked_again(tmp_path):
-    replies = iter(["", "A red circle."])
+def test_an_unusable_reply_is_asked_again_and_every_attempt_is_cached(tmp_path):
+    replies = iter(["", "A red circle.", "", "", ""])
     with FakeOpenAIServer(lambda body: next(replies)) as server:
         conversation = [[{"role": "user", "content": "compose a prompt"}]]
         check = lambda index, text: None if text.strip() else "empty reply"  # noqa: E731
         first = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
-        assert first[0].text is None and "unusable reply: empty reply" in first[0].error
-        second = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
-        assert second[0].text == "A red circle." and len(server.requests) == 2
-        third = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
-        assert third[0].text == "A red circle." and len(server.requests) == 2  # now cached
+        assert first[0].text == "A red circle." and len(server.requests) == 2  # attempt 0 empty, attempt 1 good
+        again = _cached(server, tmp_path).chat_many(conversation, seeds=[5], unusable=check)
+        assert again[0].text == "A red circle." and len(server.requests) == 2  # both attempts replayed
+        # another sample that never gets a usable reply: an error after max_attempts, and a re-run
+        # replays the cached attempts instead of paying again
+        gave_up = _cached(server, tmp_path).chat_many(conversation, seeds=[6], unusable=check, max_attempts=3)
+        assert gave_up[0].text is None and gave_up[0].error.startswith("unusable reply after 3 attempt(s): empty reply")
+        assert len(server.requests) == 5
+        _cached(server, tmp_path).chat_many(conversation, seeds=[6], unusable=check, max_attempts=3)
+        assert len(server.requests) == 5

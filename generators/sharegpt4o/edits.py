@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from generators.base import ChatRequest, ChatStep
+from generators.base import ChatRequest, ChatStep, CopyField
 from generators.sharegpt4o.prompt_first import clean_prompt_reply
 from harness.errors import InputError
 from harness.hashing import hash_value
@@ -151,18 +151,13 @@ class EditInstruction(ChatStep):
 
 
 @register("generator", "set-input-image")
-class SetInputImage(Step):
+class SetInputImage(CopyField):
     """``input_image: [image]``: the source image as ShareGPT-4o-Image's list of input images.
 
     Params: ``image_field`` (default ``image``), ``output`` (default ``input_image``).
     """
 
-    transport_params = ("batch_size",)
+    as_list = True
 
     def __init__(self, image_field: str = "image", output: str = "input_image", batch_size: int = 256):
-        self.image_field, self.output = image_field, output
-        self.inputs, self.outputs = (image_field,), (output,)
-        self.batch_size = int(batch_size)
-
-    def generate(self, rows: Sequence[dict], ctx: StepContext) -> list[Any]:
-        return [{self.output: [row[self.image_field]]} for row in rows]
+        super().__init__(image_field, output, batch_size)

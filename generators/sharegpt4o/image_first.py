@@ -12,12 +12,12 @@ detailed`` for a detailed paragraph (the secondary summary says "detailed").
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
-from generators.base import ChatRequest, ChatStep
+from generators.base import ChatRequest, ChatStep, CopyField
 from generators.sharegpt4o.prompt_first import prompt_fields
 from harness.errors import InputError
-from harness.recipe import Drop, Failure, Step, StepContext
+from harness.recipe import Drop, Failure, StepContext
 from harness.registry import register
 
 REGENERATION_SYSTEM = "You write prompts for a text-to-image model."
@@ -57,19 +57,9 @@ class RegenerationPrompt(ChatStep):
 
 
 @register("generator", "use-source-image")
-class UseSourceImage(Step):
+class UseSourceImage(CopyField):
     """Copy ``image_field`` (default ``image``) to ``output`` (default ``output_image``): keep the original.
 
     With it, image-first pairs are (regeneration prompt, original image), as ShareGPT-4o-Image
     releases them; no image-model call is made.
     """
-
-    transport_params = ("batch_size",)
-
-    def __init__(self, image_field: str = "image", output: str = "output_image", batch_size: int = 256):
-        self.image_field, self.output = image_field, output
-        self.inputs, self.outputs = (image_field,), (output,)
-        self.batch_size = int(batch_size)
-
-    def generate(self, rows: Sequence[dict], ctx: StepContext) -> list[Any]:
-        return [{self.output: row[self.image_field]} for row in rows]

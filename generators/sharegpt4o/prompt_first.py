@@ -44,7 +44,7 @@ def clean_prompt_reply(text: str) -> str:
 
 
 def prompt_fields(text: str, field: str) -> dict | Failure:
-    """``{field: prompt}``, or a Failure for an empty reply (asked again on the next run)."""
+    """``{field: prompt}``, or a Failure for an empty reply (asked again, up to ``max_attempts``)."""
     prompt = clean_prompt_reply(text)
     return {field: prompt} if prompt else Failure("the model's reply held no prompt")
 

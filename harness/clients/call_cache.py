@@ -25,6 +25,8 @@ from harness.clients.openai_compat import ChatResult, ImageResult, OpenAICompatC
 from harness.errors import HarnessError
 from harness.hashing import hash_bytes, hash_value
 
+#: how the error of a chat result starts when every attempt gave an unusable reply
+UNUSABLE_REPLY = "unusable reply"
 #: price keys a recipe may give a client: USD per 1000 prompt / completion tokens, USD per call
 PRICE_KEYS = ("prompt_per_1k", "completion_per_1k", "per_request")
 
@@ -97,25 +99,45 @@ class CachedClient:
     # ------------------------------------------------------------------------------------------
 
     def chat_many(self, conversations: Sequence[list[dict]], seeds: Sequence[int],
-                  unusable: Callable[[int, str], str | None] | None = None, **params: Any) -> list[ChatResult]:
-        """One chat completion per conversation. ``unusable(index, text)`` may say why a reply is of
-        no use to the step: it is then returned as an error and not cached, so the next run asks again."""
-        def key(item: tuple[int, list[dict]], seed: int) -> str:
-            return self._key("chat", {"messages": item[1]}, params, seed)
+                  unusable: Callable[[int, str], str | None] | None = None, max_attempts: int = 3,
+                  **params: Any) -> list[ChatResult]:
+        """One chat completion per conversation, in input order.
 
-        def call(item: tuple[int, list[dict]]) -> tuple[ChatResult, dict | None, bool]:
-            result = self.client.chat(item[1], **params)
-            reason = None if result.error is not None or unusable is None else unusable(item[0], result.text or "")
-            if reason is not None:  # answered (and billed), but of no use
-                text = (result.text or "")[:200]
-                return ChatResult(None, f"unusable reply: {reason} (not cached; asked again next run): {text!r}",
-                                  result.attempts, result.model, result.usage), None, True
-            return result, None if result.error else {"text": result.text}, result.error is None
+        ``unusable(index, text)`` may say why a reply is of no use to the step (an empty prompt, a
+        reply in the wrong format). Such a reply is cached like any other (it was paid for) and the
+        conversation is asked again as attempt 1, 2, ... (each its own cache key), up to
+        ``max_attempts``; the result is the first usable reply, or an error starting with
+        ``UNUSABLE_REPLY``. A resumed run replays the cached attempts, so it gets the same outcome
+        and pays for none of them again.
+        """
+        results: list[ChatResult | None] = [None] * len(conversations)
+        pending = list(range(len(conversations)))
+        for attempt in range(max(1, max_attempts)):
+            if not pending:
+                break
+            replies = self._run([(i, conversations[i]) for i in pending], [seeds[i] for i in pending],
+                                lambda item, seed: self._key("chat", {"messages": item[1]}, params, seed, attempt),
+                                lambda item: self._chat_call(item[1], params), self._chat_from_record)
+            still = []
+            for index, reply in zip(pending, replies):
+                reason = None if reply.error or unusable is None else unusable(index, reply.text or "")
+                if reason is None:
+                    results[index] = reply
+                    continue
+                still.append(index)
+                results[index] = ChatResult(None, f"{UNUSABLE_REPLY} after {attempt + 1} attempt(s): {reason}: "
+                                                  f"{(reply.text or '')[:200]!r}", reply.attempts, reply.model,
+                                            reply.usage)
+            pending = still
+        return results  # type: ignore[return-value]
 
-        def from_record(record: dict) -> ChatResult:
-            return ChatResult(record["text"], None, 0, record.get("model"), record.get("usage", {}))
+    def _chat_call(self, messages: list[dict], params: Mapping[str, Any]) -> tuple[ChatResult, dict | None, bool]:
+        result = self.client.chat(messages, **params)
+        return result, None if result.error else {"text": result.text}, result.error is None
 
-        return self._run(list(enumerate(conversations)), seeds, key, call, from_record)
+    @staticmethod
+    def _chat_from_record(record: dict) -> ChatResult:
+        return ChatResult(record["text"], None, 0, record.get("model"), record.get("usage", {}))
 
     def images_generate(self, prompts: Sequence[str], seeds: Sequence[int], **params: Any) -> list[ImageResult]:
         def key(prompt: str, seed: int) -> str:
@@ -147,10 +169,10 @@ class CachedClient:
 
     # ------------------------------------------------------------------------------------------
 
-    def _key(self, endpoint: str, request: dict, params: Mapping[str, Any], seed: int) -> str:
+    def _key(self, endpoint: str, request: dict, params: Mapping[str, Any], seed: int, attempt: int = 0) -> str:
         present = {name: value for name, value in params.items() if value is not None}
-        return hash_value({"endpoint": endpoint, **self.identity, "request": request, "params": present,
-                           "seed": int(seed)}, length=32)
+        value = {"endpoint": endpoint, **self.identity, "request": request, "params": present, "seed": int(seed)}
+        return hash_value({**value, "attempt": attempt} if attempt else value, length=32)
 
     def _run(self, items: Sequence[Any], seeds: Sequence[int], key_of: Callable[[Any, int], str],
              call: Callable[[Any], tuple[Any, dict | None, bool]], from_record: Callable[[dict], Any]) -> list[Any]:

@@ -257,14 +257,15 @@ class OpenAICompatClient:
     def images_edit(self, images: Sequence[bytes], prompts: Sequence[str], **params: Any) -> list[ImageResult]:
         """``POST /images/edits`` for each (source PNG bytes, prompt) pair as multipart/form-data:
         text fields ``model``, ``prompt``, ``n`` and ``params`` (None: not sent), then the source in
-        the file field ``image`` (``image.png``, ``image/png``)."""
+        the file field ``image`` (``image.png`` / ``image/png``, or JPEG / WebP as the bytes are)."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
 
         def call(pair: tuple[bytes, str], key: str | None) -> CallResult:
             png, prompt = pair
             fields = {"model": self.model, "prompt": prompt, "n": 1, **_present(params)}
-            body, content_type = multipart_form(fields, [("image", "image.png", "image/png", png)])
+            extension, mime = _image_kind(png)
+            body, content_type = multipart_form(fields, [("image", f"image.{extension}", mime, png)])
             return self._post("/images/edits", body, content_type, first_image, key)
         results = self._map(call, list(zip(images, prompts)))
         return [ImageResult(r.value, r.error, r.attempts, r.model, r.usage) for r in results]
@@ -462,3 +463,12 @@ def _redact(text: str, key: str | None) -> str:
     for form in (key, repr(key)[1:-1], repr(key.encode("utf-8", "backslashreplace"))[2:-1]):
         text = text.replace(form, "***")
     return text
+
+
+def _image_kind(data: bytes) -> tuple[str, str]:
+    """(extension, MIME type) of PNG, JPEG or WebP bytes; PNG for anything else."""
+    if data.startswith(b"\xff\xd8"):
+        return "jpg", "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return "png", "image/png"
