@@ -10,17 +10,17 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from harness.clients.call_cache import UNUSABLE_REPLY, image_extension
+from harness.clients.call_cache import UNUSABLE_REPLY
+from harness.images import image_format
 from harness.recipe import Drop, Failure, Step, StepContext
 
-_MIME = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 #: parameters of model steps that change nothing in the rows
 MODEL_STEP_TRANSPORT = ("batch_size",)
 
 
 def bytes_data_url(data: bytes) -> str:
     """Image bytes as a data URL, sent as stored (no re-encoding)."""
-    mime = _MIME.get(image_extension(data), "application/octet-stream")
+    mime = (image_format(data) or ("", "application/octet-stream"))[1]
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 

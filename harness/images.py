@@ -11,6 +11,17 @@ from harness.fileio import atomic_write_bytes
 from harness.hashing import hash_bytes
 
 
+def image_format(data: bytes) -> tuple[str, str] | None:
+    """(file extension, MIME type) of PNG, JPEG or WebP bytes, as APIs return them; None otherwise."""
+    if data.startswith(b"\x89PNG"):
+        return "png", "image/png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpg", "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    return None
+
+
 def save_png(image: Image.Image, path: str | Path) -> str:
     """Write ``image`` as PNG atomically and return the file's content hash.
 

@@ -115,7 +115,7 @@ def synthesize(spec: RecipeSpec, out: str | Path | None = None, cache_dir: str |
     previous = read_manifest(folder)
     recorded = folder / RECIPE_FILE
     if recorded.is_file():
-        old = RecipeSpec.from_dict(_yaml(recorded), str(recorded))
+        old = RecipeSpec.load(recorded)
         if len(old.steps) != len(spec.steps) or old.identity(build_plugins(old)) != identity:
             raise HarnessError(f"{folder} holds a dataset of another recipe ({recorded}); use another --out")
     elif folder.is_dir() and any(folder.iterdir()):
@@ -276,9 +276,3 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="row", file=sys.stderr, leave=False)
-
-
-def _yaml(path: Path) -> Any:
-    import yaml
-
-    return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -23,7 +23,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from harness.cache import KeyedLog
 from harness.clients.openai_compat import ChatResult, ImageResult, OpenAICompatClient
 from harness.errors import HarnessError
+from harness.fileio import atomic_write_bytes
 from harness.hashing import hash_bytes, hash_value
+from harness.images import image_format
 
 #: how the error of a chat result starts when every attempt gave an unusable reply
 UNUSABLE_REPLY = "unusable reply"
@@ -32,14 +34,9 @@ PRICE_KEYS = ("prompt_per_1k", "completion_per_1k", "per_request")
 
 
 def image_extension(data: bytes) -> str:
-    """The file extension for image bytes as an API returns them (PNG, JPEG or WebP)."""
-    if data.startswith(b"\x89PNG"):
-        return "png"
-    if data.startswith(b"\xff\xd8"):
-        return "jpg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
+    """The file extension for image bytes as an API returns them (PNG, JPEG or WebP; else "bin")."""
+    kind = image_format(data)
+    return kind[0] if kind else "bin"
 
 
 class BlobStore:
@@ -49,8 +46,6 @@ class BlobStore:
         self.folder = Path(folder)
 
     def put(self, data: bytes) -> str:
-        from harness.fileio import atomic_write_bytes
-
         name = f"{hash_bytes(data, length=32)}.{image_extension(data)}"
         path = self.folder / name
         if not path.is_file():

@@ -42,6 +42,7 @@ from harness.clients.messages import is_loopback_url
 from harness.clients.replies import (  # noqa: F401 - MalformedResponse is part of the client's API
     MalformedResponse, RejectedResponse, chat_text, first_image, multipart_form)
 from harness.errors import HarnessError
+from harness.images import image_format
 
 #: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
 #: constructor parameters that say where a server is and how patiently it is called: plugins built on
@@ -264,7 +265,7 @@ class OpenAICompatClient:
         def call(pair: tuple[bytes, str], key: str | None) -> CallResult:
             png, prompt = pair
             fields = {"model": self.model, "prompt": prompt, "n": 1, **_present(params)}
-            extension, mime = _image_kind(png)
+            extension, mime = image_format(png) or ("png", "image/png")
             body, content_type = multipart_form(fields, [("image", f"image.{extension}", mime, png)])
             return self._post("/images/edits", body, content_type, first_image, key)
         results = self._map(call, list(zip(images, prompts)))
@@ -463,12 +464,3 @@ def _redact(text: str, key: str | None) -> str:
     for form in (key, repr(key)[1:-1], repr(key.encode("utf-8", "backslashreplace"))[2:-1]):
         text = text.replace(form, "***")
     return text
-
-
-def _image_kind(data: bytes) -> tuple[str, str]:
-    """(extension, MIME type) of PNG, JPEG or WebP bytes; PNG for anything else."""
-    if data.startswith(b"\xff\xd8"):
-        return "jpg", "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp", "image/webp"
-    return "png", "image/png"

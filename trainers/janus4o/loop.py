@@ -40,8 +40,9 @@ UPSTREAM = "FreedomIntelligence/ShareGPT-4o-Image train_janus.py @ 19ac7d779d8b8
 
 
 @dataclass
-class TrainConfig:
-    """Defaults are upstream's (docs/JANUS.md section 4)."""
+class OptimisationConfig:
+    """What every Janus training run shares (image generation and understanding SFT); defaults are
+    upstream's (docs/JANUS.md section 4)."""
 
     seed: int = 42
     epochs: int = 3
@@ -52,11 +53,17 @@ class TrainConfig:
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.15
     max_grad_norm: float = 1.0
+    precision: str = "auto"  # "auto" (bf16 autocast on a bf16 GPU, else fp32), "bf16", "fp32"
+    device: str = "auto"
+
+
+@dataclass
+class TrainConfig(OptimisationConfig):
+    """Janus-4o image training: the shared settings plus dropout, the loss quirk and checkpoints."""
+
     text_drop: float = 0.1
     vq_copy: float = 0.5
     first_token_quirk: bool = True
-    precision: str = "auto"  # "auto" (bf16 autocast on a bf16 GPU, else fp32), "bf16", "fp32"
-    device: str = "auto"
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 5
     stop_after_steps: int | None = None  # stop (without a checkpoint) after this many steps: an interruption
@@ -86,7 +93,7 @@ class Plan:
     total_steps: int
 
 
-def make_plan(sample_count: int, config: TrainConfig) -> Plan:
+def make_plan(sample_count: int, config: OptimisationConfig) -> Plan:
     if config.global_batch % config.micro_batch:
         raise HarnessError(f"global_batch {config.global_batch} is not a multiple of micro_batch {config.micro_batch}")
     micro_per_epoch = sample_count // config.micro_batch
@@ -98,7 +105,7 @@ def make_plan(sample_count: int, config: TrainConfig) -> Plan:
     return Plan(micro_per_epoch, accumulation, total)
 
 
-def micro_batch(sample_count: int, config: TrainConfig, plan: Plan, index: int) -> tuple[int, list[int]]:
+def micro_batch(sample_count: int, config: OptimisationConfig, plan: Plan, index: int) -> tuple[int, list[int]]:
     """(epoch, sample indices) of micro-batch ``index`` of the whole run (a pure function)."""
     epoch, position = divmod(index, plan.micro_per_epoch)
     generator = torch.Generator().manual_seed(sample_seed(config.seed, "janus4o-order", f"epoch-{epoch}"))
@@ -226,7 +233,8 @@ def _source_dtype(model_dir: Path) -> torch.dtype:
     return torch.bfloat16 if name == "bfloat16" else torch.float32
 
 
-def _device_and_autocast(config: TrainConfig) -> tuple[torch.device, Any]:
+def device_and_autocast(config: OptimisationConfig) -> tuple[torch.device, Any]:
+    """The device to train on and a context for the forward pass (bf16 autocast or nothing)."""
     device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if config.device == "auto" else config.device))
     bf16_available = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -256,7 +264,7 @@ def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     samples: list[ImageSample] = read_sharegpt4o(dataset_json)
     plan = make_plan(len(samples), config)
-    device, autocast = _device_and_autocast(config)
+    device, autocast = device_and_autocast(config)
 
     model = JanusForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()

@@ -36,7 +36,7 @@ from PIL import Image
 
 from harness.dataset_formats import Conversation, read_llava
 from harness.errors import HarnessError
-from trainers.janus4o.loop import Engine, make_plan, micro_batch
+from trainers.janus4o.loop import Engine, OptimisationConfig, device_and_autocast, make_plan, micro_batch
 from trainers.janus4o.optim import build_optimizer, build_scheduler
 
 IGNORE = -100
@@ -187,34 +187,11 @@ def understanding_loss(model: Any, batch: UnderstandingBatch) -> torch.Tensor:
 
 
 @dataclass
-class UnderstandingConfig:
-    """Field names shared with the Janus-4o ``TrainConfig`` (same meaning); defaults are its upstream ones."""
+class UnderstandingConfig(OptimisationConfig):
+    """The shared training settings plus what only understanding SFT needs."""
 
-    seed: int = 42
-    epochs: int = 3
-    global_batch: int = 128
-    micro_batch: int = 1
-    learning_rate: float = 5e-6
-    weight_decay: float = 0.1
-    warmup_ratio: float = 0.05
-    min_lr_ratio: float = 0.15
-    max_grad_norm: float = 1.0
     max_length: int | None = 4096  # tokens; longer conversations are cut (never inside the image block)
     freeze_vision: bool = True  # SigLIP stays frozen (the aligner trains)
-    precision: str = "auto"  # "auto" (bf16 autocast on a bf16 GPU, else fp32), "bf16", "fp32"
-    device: str = "auto"
-
-
-def _device_and_autocast(config: UnderstandingConfig) -> tuple[torch.device, Any]:
-    if config.precision not in ("auto", "bf16", "fp32"):
-        raise HarnessError(f"precision must be auto, bf16 or fp32; got {config.precision!r}")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto"
-                          else config.device)
-    use_bf16 = config.precision == "bf16" or (
-        config.precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if use_bf16:
-        return device, lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return device, contextlib.nullcontext
 
 
 def freeze_for_understanding(model: Any, freeze_vision: bool) -> None:
@@ -239,7 +216,7 @@ def train_understanding(model_dir: str | Path, llava_json: str | Path, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     conversations = read_llava(llava_json)
     plan = make_plan(len(conversations), config)  # type: ignore[arg-type]  # same field names
-    device, autocast = _device_and_autocast(config)
+    device, autocast = device_and_autocast(config)
 
     source_config = json.loads((model_dir / "config.json").read_text())
     source_dtype = torch.bfloat16 if (source_config.get("dtype") or source_config.get("torch_dtype")) == "bfloat16" \
