@@ -3,6 +3,7 @@
     harness demo                       all five benchmarks on the shapes world, tiny Janus, report
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
     harness synth RECIPE.yaml          run (or resume) a data recipe; prints the dataset folder last
+    harness run PIPELINE.yaml          run a pipeline (synth, train, eval, report); skips finished stages
     harness rescore geneval FILE       official numbers from a results.jsonl or a detections file
     harness rescore mme FOLDER         official numbers from MME per-subtask answer files
     harness rescore mmbench FILE       official numbers from an MMBench predictions file
@@ -90,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: DATASET/cache); recipes that share steps then pay for them once")
     synth.add_argument("--no-progress", action="store_true")
     synth.set_defaults(handler=_synth)
+
+    pipeline = commands.add_parser("run", help="run a pipeline (YAML): synth, train, eval, report, skipping "
+                                   "stages whose artifacts exist; prints the report path last")
+    pipeline.add_argument("pipeline", type=Path)
+    pipeline.add_argument("--out", type=Path, help="output folder (default: the pipeline's out, else "
+                          "pipelines/<name>)")
+    pipeline.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a pipeline field, e.g. --set stages.train.params.epochs=1")
+    pipeline.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    pipeline.add_argument("--no-progress", action="store_true")
+    pipeline.set_defaults(handler=_run_pipeline)
 
     rescore = commands.add_parser("rescore", help="official numbers from official result files")
     targets = rescore.add_subparsers(title="benchmarks", metavar="BENCHMARK")
@@ -231,6 +243,33 @@ def _synth(args: argparse.Namespace) -> int:
         print(f"harness: {info['failed']} rows failed (see {outcome.folder / 'failures.jsonl'}); run the same "
               f"command again to retry them", file=sys.stderr)
     print(outcome.folder)
+    return 0
+
+
+def _run_pipeline(args: argparse.Namespace) -> int:
+    from harness.pipeline import PipelineSpec, run_pipeline
+
+    spec = PipelineSpec.load(args.pipeline)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise HarnessError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from transformers.utils import logging as transformers_logging
+
+    bars = transformers_logging.is_progress_bar_enabled()
+    if args.no_progress:  # transformers' own bars too (loading and saving checkpoints)
+        transformers_logging.disable_progress_bar()
+    try:
+        outcome = run_pipeline(spec, args.out, _parse_overrides(args.set), show_progress=not args.no_progress,
+                               echo=lambda line: print(line, flush=True))
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
+    print(f"pipeline {spec.name}: {len(outcome.results)} stages, {len(outcome.skipped)} skipped, "
+          f"{outcome.seconds:.1f} s; record {outcome.out / 'pipeline.json'}", file=sys.stderr)
+    print(outcome.report or outcome.results[list(outcome.results)[-1]].target)
     return 0
 
 

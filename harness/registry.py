@@ -22,7 +22,8 @@ from harness.errors import InputError
 ENTRY_POINT_GROUP = "harness.plugins"
 
 #: kinds of plugin the harness knows about
-KINDS = ("model", "detector", "color_classifier", "chat", "vqa", "benchmark", "generator", "trainer", "judge")
+KINDS = ("model", "detector", "color_classifier", "chat", "vqa", "benchmark", "generator", "trainer", "judge",
+         "stage")
 
 # Modules inside the project whose import registers the built-in plugins. Listed here, rather than
 # discovered by walking packages, so that importing the harness stays cheap and explicit.
@@ -54,6 +55,8 @@ BUILTIN_MODULES = (
     "generators.sharegpt4v",
     "generators.gpt_image_edit",
     "generators.filters",
+    "harness.stages",
+    "harness.stages_eval",
 )
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

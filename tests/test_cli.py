@@ -208,7 +208,13 @@ def test_every_example_spec_loads_and_names_registered_plugins(example):
     from harness import registry
     from harness.spec import RunSpec
 
-    if "steps" in yaml.safe_load(example.read_text()):  # a data recipe: its steps build and connect
+    data = yaml.safe_load(example.read_text())
+    if "stages" in data:  # a pipeline: stage kinds, params and references are checked at load
+        from harness.pipeline import PipelineSpec
+
+        assert len(PipelineSpec.load(example).stages) >= 6
+        return
+    if "steps" in data:  # a data recipe: its steps build and connect
         from harness.recipe import RecipeSpec
         from harness.synth import build_plugins
 

@@ -58,9 +58,11 @@ class ShapesVQSettings:
     channel_multiplier: tuple[int, ...] | None = None  # None: all ones, one level per halving
     num_res_blocks: int = 1
     lr: float = 3e-3
+    lr_floor: float = 0.05  # cosine decay from lr to lr_floor x lr over the run (a constant lr ends noisy)
     beta: float = 0.25  # commitment weight
     foreground_weight: float = 4.0  # extra reconstruction weight on object pixels
     reseed_every: int = 50
+    autoencoder_steps: int = 0  # first steps decode the continuous latents; then codes start from them
     reconstruction: str = "mse"  # "mse" weighs large (colour) errors up; "l1" tends to grey medians
     conv_init: str = "pytorch"  # "pytorch": torch's default conv init; "hf": the port's normal(0.02)
 
@@ -128,8 +130,9 @@ def nearest_codes(latents: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     return ids.view(latents.shape[0], -1)
 
 
-def _quantise(vq, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Straight-through quantised latents, the codebook + commitment loss parts, and the code ids."""
+def _quantise(vq, pixels: torch.Tensor, continuous: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Straight-through quantised latents, the codebook + commitment loss parts, and the code ids.
+    ``continuous``: pass the normalised latents through unquantised (autoencoder warm-up)."""
     latents = vq.quant_conv(vq.encoder(pixels))
     b, d, h, w = latents.shape
     z = F.normalize(latents.permute(0, 2, 3, 1).reshape(-1, d), dim=-1)
@@ -138,7 +141,7 @@ def _quantise(vq, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
     q = codebook[ids]
     codebook_loss = F.mse_loss(q, z.detach())
     commitment = F.mse_loss(z, q.detach())
-    q_st = z + (q - z).detach()  # decoder gradient flows into the encoder unchanged
+    q_st = z if continuous else z + (q - z).detach()  # decoder gradient reaches the encoder unchanged
     return q_st.view(b, h, w, d).permute(0, 3, 1, 2), torch.stack([codebook_loss, commitment]), ids
 
 
@@ -225,20 +228,28 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0):
                     module.reset_parameters()
         generator = torch.Generator().manual_seed(settings.seed + 1)
         optimiser = torch.optim.Adam(vq.parameters(), lr=settings.lr, betas=(0.9, 0.99))
+        floor = settings.lr_floor
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimiser, lambda step: floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * step / settings.steps)))
         usage = torch.zeros(settings.codebook_size)
         history, reseeded, started = [], 0, time.perf_counter()
         vq.train()
         for step in range(settings.steps):
             pixels, foreground = batch(rng, settings.batch_size, settings.image_size)
-            quantised, vq_terms, ids = _quantise(vq, pixels)
+            warming_up = step < settings.autoencoder_steps
+            if step == settings.autoencoder_steps and step:  # every code starts at a latent of this batch
+                usage.zero_()
+                reseeded += _reseed_dead_codes(vq, usage, pixels, generator)
+            quantised, vq_terms, ids = _quantise(vq, pixels, continuous=warming_up)
             decoded = vq.decoder(vq.post_quant_conv(quantised))
             weight = 1.0 + settings.foreground_weight * foreground
             error = (decoded - pixels).abs() if settings.reconstruction == "l1" else (decoded - pixels) ** 2
             reconstruction = (weight * error).mean() / weight.mean()
-            loss = reconstruction + vq_terms[0] + settings.beta * vq_terms[1]
+            loss = reconstruction if warming_up else reconstruction + vq_terms[0] + settings.beta * vq_terms[1]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            schedule.step()
             usage += torch.bincount(ids, minlength=settings.codebook_size)
             history.append(float(reconstruction.detach()))
             if settings.reseed_every and (step + 1) % settings.reseed_every == 0 and step + 1 < settings.steps:
