@@ -251,6 +251,58 @@ def test_loss_falls_and_outputs_are_written(trained):
     assert json.loads((out / "train_config.json").read_text())["plan"]["total_steps"] == 30
 
 
+def test_budget_counts_image_and_text_tokens_by_hand(trained, loaded, dataset):
+    _, out = trained
+    budget = json.loads((out / "budget.json").read_text())
+    # every sample once per epoch, 10 epochs: 8 text-to-image samples hold the N output slots; 4 edits
+    # with one input image hold N SigLIP placeholders + N VQ slots + N output slots
+    assert budget["image_tokens"] == 10 * (8 * N + 4 * 3 * N)
+    _, processor = loaded
+    lengths = [len(build_example(s, processor, N, 64).input_ids) for s in read_sharegpt4o(dataset)]
+    assert budget["tokens"] == 10 * sum(lengths)  # no padding is counted
+    assert budget["text_tokens"] == budget["tokens"] - budget["image_tokens"] > 0
+    assert budget["gpu_hours"] == 0.0 and budget["device"] == "cpu"  # no GPU was used: zero, not unknown
+    assert budget["wall_seconds"] > 0 and budget["optimizer_steps"] == 30
+    assert [(s["start_step"], s["steps"]) for s in budget["sessions"]] == [(0, 30)]
+
+
+def test_finished_run_is_a_checkpoint_artifact_with_lineage(trained, tiny, dataset):
+    from harness.artifacts import read_manifest, verify
+    from harness.hashing import hash_file, hash_value
+    from trainers.janus4o.loop import TrainConfig
+
+    final, out = trained
+    artifact = read_manifest(out)
+    assert artifact is not None and artifact.kind == "checkpoint" and verify(out) == []
+    assert {"model/model.safetensors", "model/config.json", "loss.json", "loss.png",
+            "train_config.json"} <= set(artifact.files)
+    assert "budget.json" not in artifact.files  # run time is not content; it is in info
+    assert artifact.info["budget"] == json.loads((out / "budget.json").read_text())
+    # lineage: the synth dataset's own hash, the base folder's files, the settings that decide the result
+    dataset_hash = json.loads((dataset.parent / "artifact.json").read_text())["hash"]
+    base_files = sorted(p.relative_to(tiny).as_posix() for p in tiny.rglob("*") if p.is_file())
+    base_hash = hash_value({"files": {rel: hash_file(tiny / rel) for rel in base_files}})
+    assert artifact.inputs == {"base_model": base_hash, "data": dataset_hash,
+                               "config": hash_value(TrainConfig(**CONFIG_FOR_LOOP).identity())}
+    assert artifact.spec["config"]["epochs"] == 10
+
+
+def test_a_trained_model_names_its_checkpoint_as_base_and_copied_data_is_hashed(trained, dataset, tmp_path):
+    from harness.artifacts import read_manifest
+    from harness.hashing import hash_file, hash_value
+    from trainers.janus4o.artifact import FileHasher, training_inputs
+
+    final, out = trained
+    copy = tmp_path / "copy.json"  # outside its dataset folder: hashed from the JSON and its images
+    copy.write_text(json.dumps([{**r, "output_image": str(dataset.parent / r["output_image"]),
+                                 "input_image": [str(dataset.parent / i) for i in r.get("input_image", [])]}
+                                for r in json.loads(dataset.read_text())]))
+    inputs = training_inputs(final, copy, {"seed": 1}, FileHasher())
+    assert inputs["base_model"] == read_manifest(out).hash  # the lineage goes on through the trained model
+    images = list(dict.fromkeys(p for s in read_sharegpt4o(copy) for p in (*s.input_images, s.output_image)))
+    assert inputs["data"] == hash_value({"json": hash_file(copy), "images": [hash_file(p) for p in images]})
+
+
 def test_trained_model_loads_in_the_janus_adapter_and_generates(trained):
     from harness.models.base import Request
     from harness.models.janus import JanusAdapter
@@ -283,3 +335,58 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny, dataset, tmp_path):
     assert (resumed / "model.safetensors").stat().st_mtime_ns == written
     with pytest.raises(HarnessError, match="other settings"):
         train(tiny, dataset, tmp_path / "resumed", dataclasses.replace(config, seed=1))
+
+
+def test_finished_artifact_returns_at_once_and_a_damaged_one_is_made_again(trained, tiny, dataset, monkeypatch):
+    from transformers import JanusForConditionalGeneration
+
+    from harness.artifacts import read_manifest, verify
+    from trainers.janus4o.loop import TrainConfig, train
+
+    final, out = trained
+    before = read_manifest(out)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished run loaded the model again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JanusForConditionalGeneration, "from_pretrained", no_loading)
+        assert train(tiny, dataset, out, TrainConfig(**CONFIG_FOR_LOOP, checkpoint_every=7)) == final
+    loss_file = out / "loss.json"
+    loss_file.write_text(loss_file.read_text().replace("[", "[ ", 1))  # same numbers, other bytes
+    assert verify(out) == ["loss.json"]
+    assert train(tiny, dataset, out, TrainConfig(**CONFIG_FOR_LOOP)) == final  # trains again (no checkpoints)
+    after = read_manifest(out)
+    assert verify(out) == [] and after.hash == before.hash  # the same run gives the same artifact
+
+
+def test_understanding_run_is_a_checkpoint_artifact_too(tiny, dataset, tmp_path, monkeypatch):
+    from transformers import JanusForConditionalGeneration
+
+    from harness.artifacts import read_manifest, verify
+    from harness.hashing import hash_file, hash_value
+    from trainers.janus4o.understanding import UnderstandingConfig, train_understanding
+
+    samples = [s for s in read_sharegpt4o(dataset) if not s.is_edit][:4]
+    llava = tmp_path / "llava.json"  # captions = the prompts (words the tiny tokenizer knows)
+    llava.write_text(json.dumps([{"id": f"c{i}", "image": str(s.output_image), "conversations": [
+        {"from": "human", "value": "<image>\ndescribe"}, {"from": "gpt", "value": s.prompt}]}
+        for i, s in enumerate(samples)]))
+    config = UnderstandingConfig(epochs=1, global_batch=2, micro_batch=2, learning_rate=1e-3)
+    out = tmp_path / "sft"
+    final = train_understanding(tiny, llava, out, config)
+    artifact = read_manifest(out)
+    assert artifact.kind == "checkpoint" and verify(out) == [] and "model/model.safetensors" in artifact.files
+    images = hash_value({"json": hash_file(llava), "images": [hash_file(s.output_image) for s in samples]})
+    assert artifact.inputs["data"] == images
+    assert artifact.inputs["config"] == hash_value(dataclasses.asdict(config))
+    budget = json.loads((out / "budget.json").read_text())
+    assert budget["optimizer_steps"] == 2 and budget["samples"] == 4 and budget["image_tokens"] == 4 * N
+    assert budget["text_tokens"] == budget["tokens"] - 4 * N and budget["gpu_hours"] == 0.0
+    assert json.loads((out / "loss.json").read_text())["step"] == [1, 2] and (out / "loss.png").is_file()
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished run loaded the model again")
+
+    monkeypatch.setattr(JanusForConditionalGeneration, "from_pretrained", no_loading)
+    assert train_understanding(tiny, llava, out, config) == final

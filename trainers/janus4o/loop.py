@@ -8,13 +8,23 @@ with ``world = 1``: each epoch is a permutation of the samples (seeded by (seed,
 micro-batches (an incomplete last one is dropped), and consecutive micro-batches form optimiser steps
 across epoch boundaries, as upstream's running counter does.
 
-The model and the optimiser step go through :class:`Engine` (``backward``, ``step``), the seam where a
-DDP or DeepSpeed engine will go later. Precision: bf16 autocast over fp32 weights where the GPU has
+The forward pass, backward and optimiser step go through an engine (``trainers.janus4o.engines``:
+plain, DDP or DeepSpeed ZeRO 1/2/3). With ``W`` processes the run's micro-batches are the same as with
+one: step ``s`` takes global micro-batches ``s*A*W ... (s+1)*A*W - 1`` and rank ``r`` does those with
+index ``= r (mod W)``, so 1 and 2 processes see the same samples with the same dropout; rank 0
+writes the logs, checkpoints and the final model. Precision: bf16 autocast over fp32 weights where the GPU has
 bf16, else fp32 (upstream keeps bf16 weights with fp32 master copies in DeepSpeed).
 
-Checkpoints (every ``checkpoint_every`` optimiser steps) hold the model, the optimiser and scheduler
-state, the RNG states and the step, in safetensors and JSON (no pickle). Data order and dropout are
-pure functions of (seed, epoch, sample id), so the step alone fixes where the data resumes.
+Checkpoints (every ``checkpoint_every`` optimiser steps; ``trainers.janus4o.checkpoints``) hold the
+model, the optimiser and scheduler state, the RNG states and the step, in safetensors and JSON (no
+pickle); with DeepSpeed they are DeepSpeed's own format (same stage and world size to resume) plus our
+``trainer_state.json``. Each is written to a ``.partial`` folder and renamed, so a SIGKILL at any
+moment leaves the previous checkpoints intact. Data order and dropout are pure functions of (seed,
+epoch, sample id), so the step alone fixes where the data resumes: a killed run, started again,
+ends with the same weights bit for bit (plain engine, same device and thread count).
+
+The finished run is a ``checkpoint`` artifact (``trainers.janus4o.artifact``): ``model/``,
+``loss.json``, ``loss.png``, ``train_config.json``, ``budget.json`` and ``artifact.json`` last.
 """
 from __future__ import annotations
 
@@ -22,17 +32,22 @@ import contextlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
 
 from harness.dataset_formats import ImageSample, read_sharegpt4o
 from harness.errors import HarnessError
+from harness.fileio import atomic_write_text
 from harness.seeds import sample_seed
-from trainers.janus4o.objective import image_token_loss, sample_dropout
+from trainers.janus4o.artifact import (HASH_CACHE, FileHasher, finished_artifact, training_inputs,
+                                       write_checkpoint_artifact)
+from trainers.janus4o.checkpoints import (TrainerState, checkpoint_folder, checkpoints, load_checkpoint,
+                                          read_state, remove_leftovers, write_checkpoint)
+from trainers.janus4o.engines import ENGINES, build_engine, init_distributed
+from trainers.janus4o.objective import sample_dropout
 from trainers.janus4o.optim import build_optimizer, build_scheduler
 from trainers.janus4o.sequences import build_example, collate, token_ids
 
@@ -59,7 +74,7 @@ class OptimisationConfig:
 
 @dataclass
 class TrainConfig(OptimisationConfig):
-    """Janus-4o image training: the shared settings plus dropout, the loss quirk and checkpoints."""
+    """Janus-4o image training: the shared settings plus dropout, the loss quirk, checkpoints, engine."""
 
     text_drop: float = 0.1
     vq_copy: float = 0.5
@@ -67,42 +82,41 @@ class TrainConfig(OptimisationConfig):
     checkpoint_every: int = 0  # optimiser steps; 0 = no intermediate checkpoints
     keep_checkpoints: int = 5
     stop_after_steps: int | None = None  # stop (without a checkpoint) after this many steps: an interruption
+    engine: str = "plain"  # "plain", "ddp" (launch with torchrun) or "deepspeed"
+    zero_stage: int = 1  # DeepSpeed only (upstream: 1)
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run it continues."""
         settings = asdict(self)
-        for name in ("checkpoint_every", "keep_checkpoints", "stop_after_steps", "device"):
+        # plain and DDP checkpoints are interchangeable (same samples for any world size)
+        for name in ("checkpoint_every", "keep_checkpoints", "stop_after_steps", "device", "engine", "zero_stage"):
             settings.pop(name)
         return settings
-
-
-@dataclass
-class TrainerState:
-    step: int = 0  # optimiser steps done
-    records: list[dict[str, Any]] = field(default_factory=list)  # one per optimiser step
-    samples: int = 0
-    tokens: int = 0  # attended tokens fed to the language model
-    scored_tokens: int = 0  # image tokens in the loss
-    wall_seconds: float = 0.0  # summed over resumed sessions
 
 
 @dataclass(frozen=True)
 class Plan:
     micro_per_epoch: int
-    accumulation: int
+    accumulation: int  # micro-batches per optimiser step on each rank
     total_steps: int
+    world: int = 1
+
+    @property
+    def micro_per_step(self) -> int:
+        return self.accumulation * self.world
 
 
-def make_plan(sample_count: int, config: OptimisationConfig) -> Plan:
-    if config.global_batch % config.micro_batch:
-        raise HarnessError(f"global_batch {config.global_batch} is not a multiple of micro_batch {config.micro_batch}")
+def make_plan(sample_count: int, config: OptimisationConfig, world: int = 1) -> Plan:
+    if config.global_batch % (config.micro_batch * world):
+        raise HarnessError(f"global_batch {config.global_batch} is not a multiple of micro_batch {config.micro_batch}"
+                           f" x {world} process(es)")
     micro_per_epoch = sample_count // config.micro_batch
-    accumulation = config.global_batch // config.micro_batch
-    total = micro_per_epoch * config.epochs // accumulation
+    accumulation = config.global_batch // (config.micro_batch * world)
+    total = micro_per_epoch * config.epochs // (accumulation * world)
     if total < 1:
         raise HarnessError(f"{sample_count} samples x {config.epochs} epochs make no optimiser step of "
                            f"{config.global_batch} samples")
-    return Plan(micro_per_epoch, accumulation, total)
+    return Plan(micro_per_epoch, accumulation, total, world)
 
 
 def micro_batch(sample_count: int, config: OptimisationConfig, plan: Plan, index: int) -> tuple[int, list[int]]:
@@ -111,99 +125,6 @@ def micro_batch(sample_count: int, config: OptimisationConfig, plan: Plan, index
     generator = torch.Generator().manual_seed(sample_seed(config.seed, "janus4o-order", f"epoch-{epoch}"))
     order = torch.randperm(sample_count, generator=generator)
     return epoch, order[position * config.micro_batch:(position + 1) * config.micro_batch].tolist()
-
-
-class Engine:
-    """Backward and optimiser step for one process; DDP/DeepSpeed engines will offer the same calls."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, accumulation: int, max_grad_norm: float) -> None:
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.accumulation, self.max_grad_norm = accumulation, max_grad_norm
-
-    def backward(self, loss: torch.Tensor) -> None:
-        # the step's gradient is the mean of the micro-batch means, as DeepSpeed's loss scaling gives
-        (loss / self.accumulation).backward()
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def step(self) -> float:
-        """Clip, step, advance the schedule, clear gradients; return the pre-clip gradient norm."""
-        parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
-        limit = self.max_grad_norm if self.max_grad_norm > 0 else float("inf")  # 0 = no clipping, as upstream
-        norm = torch.nn.utils.clip_grad_norm_(parameters, limit)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
-
-
-# -- checkpoints -------------------------------------------------------------------------------
-
-
-def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for param_id, values in state["state"].items():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"{param_id}.{key}"] = value.contiguous()
-            else:
-                scalars[f"{param_id}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for flat, value in [*tensors.items(), *meta["scalars"].items()]:
-        param_id, key = flat.split(".", 1)
-        state.setdefault(int(param_id), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def save_checkpoint(folder: Path, model: torch.nn.Module, engine: Engine, state: TrainerState) -> Path:
-    """Write ``folder`` atomically (a temporary folder renamed at the end)."""
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_model(model, str(partial / "model.safetensors"))  # handles tied weights
-    tensors, meta = _flatten_optimizer(engine.optimizer)
-    save_file(tensors, str(partial / "optimizer.safetensors"))
-    (partial / "optimizer.json").write_text(json.dumps(meta))
-    (partial / "scheduler.json").write_text(json.dumps(engine.scheduler.state_dict()))
-    rng = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    save_file(rng, str(partial / "rng.safetensors"))
-    (partial / "trainer_state.json").write_text(json.dumps(asdict(state)))
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return folder
-
-
-def load_checkpoint(folder: Path, model: torch.nn.Module, engine: Engine, device: torch.device) -> TrainerState:
-    missing, unexpected = load_model(model, str(folder / "model.safetensors"), device=str(device))
-    if unexpected:
-        raise HarnessError(f"{folder}: checkpoint does not match the model ({len(unexpected)} unexpected tensors)")
-    tensors = load_file(str(folder / "optimizer.safetensors"), device=str(device))
-    meta = json.loads((folder / "optimizer.json").read_text())
-    engine.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta))
-    engine.scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
-    rng = load_file(str(folder / "rng.safetensors"))
-    torch.set_rng_state(rng["cpu"])
-    cuda_states = [rng[f"cuda.{i}"] for i in range(len(rng) - 1)]
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states)
-    return TrainerState(**json.loads((folder / "trainer_state.json").read_text()))
-
-
-def checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    found = [p for p in (out_dir / "checkpoints").glob("step-*") if (p / "trainer_state.json").is_file()
-             and not p.name.endswith(".partial")]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -249,22 +170,50 @@ def device_and_autocast(config: OptimisationConfig) -> tuple[torch.device, Any]:
 # -- the loop ----------------------------------------------------------------------------------
 
 
+def budget_of(state: TrainerState, world_size: int, engine: str, device: torch.device) -> dict[str, Any]:
+    """What the run cost. ``gpu_hours`` is 0.0 on CPU (no GPU was used, which is known, so not null);
+    on CUDA it is wall time x processes (one GPU each), summed over sessions. Time after a session's
+    last checkpoint is lost with a kill and is not counted; the steps it redoes are."""
+    return {"optimizer_steps": state.step, "samples": state.samples, "tokens": state.tokens,
+            "image_tokens": state.image_tokens, "text_tokens": state.tokens - state.image_tokens,
+            "image_tokens_scored": state.scored_tokens, "wall_seconds": round(state.wall_seconds, 3),
+            "seconds_per_step": round(state.wall_seconds / max(1, state.step), 4),
+            "gpu_hours": round(state.gpu_seconds / 3600, 6), "device": device.type, "world_size": world_size,
+            "engine": engine, "sessions": state.sessions}
+
+
 def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
           config: TrainConfig | None = None) -> Path:
     """Fine-tune the Janus checkpoint in ``model_dir`` on a ShareGPT-4o-Image layout file.
 
-    Resumes from the latest checkpoint in ``out_dir/checkpoints`` if there is one (same settings
-    required). Returns ``out_dir/model`` (model + processor, loadable by the ``janus`` adapter); a run
-    stopped by ``stop_after_steps`` returns ``out_dir`` and leaves only its periodic checkpoints.
+    Returns ``out_dir/model`` (model + processor, loadable by the ``janus`` adapter); ``out_dir`` is then
+    a ``checkpoint`` artifact (``artifact.json``, see ``trainers.janus4o.artifact``). A finished, intact
+    artifact made from the same inputs is returned at once; one made from other inputs is refused.
+    Otherwise resumes from the latest checkpoint in ``out_dir/checkpoints`` if there is one (same
+    settings required). A run stopped by ``stop_after_steps`` returns ``out_dir`` and leaves only its
+    periodic checkpoints. With ``config.engine`` "ddp" or "deepspeed" every process of the launch calls
+    this; rank 0 writes the outputs.
     """
     from transformers import JanusForConditionalGeneration, JanusProcessor
 
     config = config or TrainConfig()
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.engine not in ENGINES:
+        raise HarnessError(f"engine must be one of {', '.join(ENGINES)}; got {config.engine!r}")
+    model_dir, out_dir, dataset_json = Path(model_dir), Path(out_dir), Path(dataset_json)
     samples: list[ImageSample] = read_sharegpt4o(dataset_json)
-    plan = make_plan(len(samples), config)
+    hasher = FileHasher(out_dir / HASH_CACHE)
+    inputs = training_inputs(model_dir, dataset_json, config.identity(), hasher)
+    final = out_dir / "model"
+    if finished_artifact(out_dir, inputs) is not None:
+        return final  # every rank sees it: no process group is even started
+    session_start = time.monotonic()
     device, autocast = device_and_autocast(config)
+    world = init_distributed(config.engine, device.type)
+    plan = make_plan(len(samples), config, world.size)
+    if world.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        hasher.save()
+        remove_leftovers(out_dir)
 
     model = JanusForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).to(device)
     model.train()
@@ -277,66 +226,92 @@ def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
 
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
     scheduler = build_scheduler(optimizer, plan.total_steps, config.warmup_ratio, config.min_lr_ratio)
-    engine = Engine(model, optimizer, scheduler, plan.accumulation, config.max_grad_norm)
+    engine = build_engine(config.engine, model, optimizer, scheduler, accumulation=plan.accumulation,
+                          micro_batch=config.micro_batch, max_grad_norm=config.max_grad_norm, world=world,
+                          pad_id=ids.pad, first_token_quirk=config.first_token_quirk, zero_stage=config.zero_stage,
+                          bf16=autocast is not contextlib.nullcontext)
 
-    run_identity = {"model_dir": str(model_dir.resolve()), "dataset": str(Path(dataset_json).resolve()),
-                    "samples": len(samples), **config.identity()}
+    run_identity = {"inputs": inputs, "samples": len(samples), **config.identity(), "checkpoint_format": (
+        f"deepspeed-zero{config.zero_stage}-world{world.size}" if engine.checkpoint_format == "deepspeed"
+        else "safetensors")}
     config_file = out_dir / "train_config.json"
     state = TrainerState()
-    final = out_dir / "model"
+    engine.barrier()  # rank 0 made out_dir
     existing = checkpoints(out_dir)
     recorded = json.loads(config_file.read_text()).get("identity") if config_file.is_file() else None
-    if (existing or (out_dir / "budget.json").is_file()) and recorded != run_identity:
+    if existing and recorded != run_identity:
         raise HarnessError(f"{out_dir} holds a run with other settings; use another out_dir")
-    if (out_dir / "budget.json").is_file() and (final / "config.json").is_file():
-        return final  # finished earlier with these settings
-    if existing:
+    if existing and engine.checkpoint_format == "deepspeed":
+        engine.load(existing[-1])  # type: ignore[attr-defined]
+        state = read_state(existing[-1])
+    elif existing:
         state = load_checkpoint(existing[-1], model, engine, device)
-    config_file.write_text(json.dumps({
-        "identity": run_identity, "config": asdict(config), "plan": asdict(plan), "upstream": UPSTREAM,
-        "image_tokens": image_tokens, "image_size": image_size, "device": str(device),
-        "autocast_bf16": autocast is not contextlib.nullcontext}, indent=1))
+    engine.barrier()  # every rank has read the old config before rank 0 rewrites it
+    if engine.is_main:
+        (out_dir / "artifact.json").unlink(missing_ok=True)  # a damaged one: made again at the end
+        atomic_write_text(config_file, json.dumps({
+            "identity": run_identity, "config": asdict(config), "plan": asdict(plan), "upstream": UPSTREAM,
+            "image_tokens": image_tokens, "image_size": image_size, "device": device.type,
+            "world_size": world.size, "autocast_bf16": autocast is not contextlib.nullcontext}, indent=1))
 
-    session_start = time.monotonic()
-    wall_before = state.wall_seconds
+    state.sessions.append({"start_step": state.step, "steps": 0, "world_size": world.size, "engine": config.engine})
+    wall_before, gpu_before = state.wall_seconds, state.gpu_seconds
     while state.step < plan.total_steps:
-        micro_losses = []
+        micro_losses, counts = [], [0.0] * 4  # samples, attended, image and scored tokens (this rank)
         for micro in range(plan.accumulation):
-            epoch, indices = micro_batch(len(samples), config, plan, state.step * plan.accumulation + micro)
+            index = state.step * plan.micro_per_step + micro * world.size + world.rank
+            epoch, indices = micro_batch(len(samples), config, plan, index)
             chosen = [samples[i] for i in indices]
             batch = collate([build_example(s, processor, image_tokens, image_size, ids) for s in chosen],
                             ids.pad, image_tokens).to(device)
             dropout = [sample_dropout(config.seed, s.id, epoch, s.is_edit, len(s.input_images),
                                       config.text_drop, config.vq_copy) for s in chosen]
-            with autocast():
-                out = image_token_loss(model, batch, dropout, ids.pad, config.first_token_quirk)
-            engine.backward(out.loss)
+            with engine.accumulating(micro < plan.accumulation - 1):
+                with autocast():
+                    out = engine.loss(batch, dropout, ids.pad, config.first_token_quirk)
+                engine.backward(out.loss)
             micro_losses.append(float(out.loss.detach()))
-            state.samples += len(chosen)
-            state.tokens += int(batch.attention_mask.sum())
-            state.scored_tokens += out.scored_tokens
+            # per input image a SigLIP block and a VQ block of N positions each, plus the N output slots
+            image_positions = image_tokens * sum(2 * len(starts) + 1 for starts in batch.siglip_starts)
+            counts = [counts[0] + len(chosen), counts[1] + int(batch.attention_mask.sum()),
+                      counts[2] + image_positions, counts[3] + out.scored_tokens]
         lr = engine.lr
         grad_norm = engine.step()
+        by_rank = engine.all_gather(micro_losses)
+        ordered = [by_rank[r][a] for a in range(plan.accumulation) for r in range(world.size)]  # global order
+        samples_done, tokens, image_positions, scored = (int(x) for x in engine.all_sum(counts))
+        state.samples, state.tokens = state.samples + samples_done, state.tokens + tokens
+        state.image_tokens, state.scored_tokens = state.image_tokens + image_positions, state.scored_tokens + scored
         state.step += 1
-        state.wall_seconds = wall_before + time.monotonic() - session_start
-        state.records.append({"step": state.step, "loss": sum(micro_losses) / len(micro_losses), "lr": lr,
-                              "grad_norm": grad_norm, "micro_losses": micro_losses})
+        elapsed = time.monotonic() - session_start
+        state.wall_seconds = wall_before + elapsed
+        state.gpu_seconds = gpu_before + (elapsed * world.size if device.type == "cuda" else 0.0)
+        state.sessions[-1]["steps"] += 1
+        state.records.append({"step": state.step, "loss": sum(ordered) / len(ordered), "lr": lr,
+                              "grad_norm": grad_norm, "micro_losses": ordered})
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step < plan.total_steps:
-            save_checkpoint(out_dir / "checkpoints" / f"step-{state.step:06d}", model, engine, state)
-            for old in checkpoints(out_dir)[:-max(1, config.keep_checkpoints)]:
-                shutil.rmtree(old)
+            write_checkpoint(checkpoint_folder(out_dir, state.step), model, engine, state, config.keep_checkpoints)
         interrupted = config.stop_after_steps is not None and state.step >= config.stop_after_steps
         if interrupted and state.step < plan.total_steps:
+            engine.barrier()
             return out_dir
 
-    model.eval()
-    model.to(_source_dtype(model_dir))
-    model.generation_config._from_model_config = False  # else a reload drops generation_kwargs (pitfall 3)
-    model.save_pretrained(final)
-    processor.save_pretrained(final)
-    write_loss_files(out_dir, state.records)
-    (out_dir / "budget.json").write_text(json.dumps({
-        "optimizer_steps": state.step, "samples": state.samples, "tokens": state.tokens,
-        "image_tokens_scored": state.scored_tokens, "wall_seconds": round(state.wall_seconds, 3),
-        "seconds_per_step": round(state.wall_seconds / max(1, state.step), 4)}, indent=1))
+    gathered = engine.full_state_dict()  # ZeRO-3: a collective on every rank
+    if engine.is_main:
+        model.eval()
+        model.to(_source_dtype(model_dir))
+        model.generation_config._from_model_config = False  # else a reload drops generation_kwargs (pitfall 3)
+        partial = out_dir / "model.partial"  # renamed when complete: a kill never leaves half a model
+        shutil.rmtree(partial, ignore_errors=True)
+        model.save_pretrained(partial, state_dict=gathered)
+        processor.save_pretrained(partial)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        write_loss_files(out_dir, state.records)
+        budget = budget_of(state, world.size, config.engine, device)
+        atomic_write_text(out_dir / "budget.json", json.dumps(budget, indent=1))
+        write_checkpoint_artifact(  # last: its presence marks the run finished
+            out_dir, inputs, spec={"trainer": "janus4o", "config": asdict(config), "upstream": UPSTREAM},
+            info={"budget": budget, "model_dir": str(model_dir.resolve()), "dataset": str(dataset_json.resolve())})
+    engine.barrier()
     return final

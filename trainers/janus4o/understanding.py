@@ -19,13 +19,17 @@ port already writes the aligned SigLIP features over the ``image_token_id`` posi
 mean over labelled tokens, -100 ignored), which is what deepseek's ``prepare_inputs_embeds`` + LM does.
 
 The loop reuses the Janus-4o core's optimiser, schedule, data order and :class:`Engine` (clip, step,
-schedule); it has no checkpoint/resume. By default SigLIP, the VQ model and the generation modules
-are frozen (Janus SFT keeps both encoders frozen; the generation modules get no gradient from text).
+schedule); it has no checkpoint/resume. The finished run is a ``checkpoint`` artifact like the image
+trainer's (``trainers.janus4o.artifact``; data hashed from the LLaVA JSON and its images), and a
+finished, intact one made from the same inputs is returned at once. By default SigLIP, the VQ model
+and the generation modules are frozen (Janus SFT keeps both encoders frozen; the generation modules
+get no gradient from text).
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +40,11 @@ from PIL import Image
 
 from harness.dataset_formats import Conversation, read_llava
 from harness.errors import HarnessError
-from trainers.janus4o.loop import Engine, OptimisationConfig, device_and_autocast, make_plan, micro_batch
+from harness.fileio import atomic_write_text
+from trainers.janus4o.artifact import (HASH_CACHE, FileHasher, finished_artifact, llava_images, training_inputs,
+                                       write_checkpoint_artifact)
+from trainers.janus4o.engines import Engine
+from trainers.janus4o.loop import OptimisationConfig, device_and_autocast, make_plan, micro_batch, write_loss_files
 from trainers.janus4o.optim import build_optimizer, build_scheduler
 
 IGNORE = -100
@@ -207,13 +215,22 @@ def train_understanding(model_dir: str | Path, llava_json: str | Path, out_dir: 
                         config: UnderstandingConfig | None = None) -> Path:
     """Fine-tune ``model_dir`` on a LLaVA-layout file; return ``out_dir/model`` (``janus`` adapter loadable).
 
-    Also writes ``out_dir/loss.json`` (per optimiser step: loss, lr, grad norm) and ``train_config.json``.
+    Also writes ``out_dir/loss.json`` and ``loss.png`` (per optimiser step: loss, lr, grad norm),
+    ``train_config.json``, ``budget.json`` and, last, ``artifact.json``.
     """
     from transformers import JanusForConditionalGeneration, JanusProcessor
 
     config = config or UnderstandingConfig()
-    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    model_dir, out_dir, llava_json = Path(model_dir), Path(out_dir), Path(llava_json)
+    hasher = FileHasher(out_dir / HASH_CACHE)
+    inputs = training_inputs(model_dir, llava_json, asdict(config), hasher, llava_images)
+    final = out_dir / "model"
+    if finished_artifact(out_dir, inputs) is not None:
+        return final
+    start = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
+    hasher.save()
+    (out_dir / "artifact.json").unlink(missing_ok=True)  # a damaged one: made again at the end
     conversations = read_llava(llava_json)
     plan = make_plan(len(conversations), config)  # type: ignore[arg-type]  # same field names
     device, autocast = device_and_autocast(config)
@@ -231,14 +248,12 @@ def train_understanding(model_dir: str | Path, llava_json: str | Path, out_dir: 
     optimizer = build_optimizer(model, config.learning_rate, config.weight_decay)
     scheduler = build_scheduler(optimizer, plan.total_steps, config.warmup_ratio, config.min_lr_ratio)
     engine = Engine(model, optimizer, scheduler, plan.accumulation, config.max_grad_norm)
-    (out_dir / "train_config.json").write_text(json.dumps({
-        "model_dir": str(model_dir.resolve()), "dataset": str(Path(llava_json).resolve()),
-        "conversations": len(conversations), "config": asdict(config), "plan": asdict(plan),
-        "device": str(device), "autocast_bf16": autocast is not contextlib.nullcontext}, indent=1))
+    atomic_write_text(out_dir / "train_config.json", json.dumps({
+        "inputs": inputs, "conversations": len(conversations), "config": asdict(config), "plan": asdict(plan),
+        "device": device.type, "autocast_bf16": autocast is not contextlib.nullcontext}, indent=1))
 
     records: list[dict[str, Any]] = []
-    labelled_tokens = 0
-    start = time.monotonic()
+    counts = {"samples": 0, "tokens": 0, "image_tokens": 0, "labelled_tokens": 0}
     for step in range(plan.total_steps):
         micro_losses = []
         for micro in range(plan.accumulation):
@@ -251,7 +266,10 @@ def train_understanding(model_dir: str | Path, llava_json: str | Path, out_dir: 
                 loss = understanding_loss(model, batch)
             engine.backward(loss)
             micro_losses.append(float(loss.detach()))
-            labelled_tokens += int((batch.labels[:, 1:] != IGNORE).sum())
+            counts["samples"] += len(examples)
+            counts["tokens"] += int(batch.attention_mask.sum())
+            counts["image_tokens"] += processor.num_image_tokens * sum(int(e.pixel_values.shape[0]) for e in examples)
+            counts["labelled_tokens"] += int((batch.labels[:, 1:] != IGNORE).sum())
         lr = engine.lr
         grad_norm = engine.step()
         records.append({"step": step + 1, "loss": sum(micro_losses) / len(micro_losses), "lr": lr,
@@ -260,10 +278,19 @@ def train_understanding(model_dir: str | Path, llava_json: str | Path, out_dir: 
     model.eval()
     model.to(source_dtype)
     model.generation_config._from_model_config = False  # else a reload drops generation_kwargs (pitfall 3)
-    final = out_dir / "model"
-    model.save_pretrained(final)
-    processor.save_pretrained(final)
-    series = {key: [r[key] for r in records] for key in ("step", "loss", "lr", "grad_norm", "micro_losses")}
-    series.update({"labelled_tokens": labelled_tokens, "wall_seconds": round(time.monotonic() - start, 3)})
-    (out_dir / "loss.json").write_text(json.dumps(series, indent=1))
+    partial = out_dir / "model.partial"  # renamed when complete: a kill never leaves half a model
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    processor.save_pretrained(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    write_loss_files(out_dir, records)
+    wall = time.monotonic() - start
+    budget = {"optimizer_steps": plan.total_steps, **counts, "text_tokens": counts["tokens"] - counts["image_tokens"],
+              "wall_seconds": round(wall, 3), "gpu_hours": round(wall / 3600 if device.type == "cuda" else 0.0, 6),
+              "device": device.type, "world_size": 1, "engine": "plain"}
+    atomic_write_text(out_dir / "budget.json", json.dumps(budget, indent=1))
+    write_checkpoint_artifact(out_dir, inputs, spec={"trainer": "janus-understanding", "config": asdict(config)},
+                              info={"budget": budget, "model_dir": str(model_dir.resolve()),
+                                    "dataset": str(llava_json.resolve())})
     return final
