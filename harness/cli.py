@@ -1,6 +1,8 @@
 """The ``harness`` command line.
 
-    harness demo                       all five benchmarks on the shapes world, tiny Janus, report
+    harness demo                       the shapes pipeline: data, tokenizer, a tiny Janus trained on CPU,
+                                       all five benchmarks trained vs untrained, report (~15 min)
+    harness demo --tour                the five benchmarks in a minute: untrained tiny Janus vs oracles
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
     harness synth RECIPE.yaml          run (or resume) a data recipe; prints the dataset folder last
     harness run PIPELINE.yaml          run a pipeline (synth, train, eval, report); skips finished stages
@@ -54,18 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate image models on GenEval, DPG-Bench, ImgEdit-Bench, MME and MMBench with the "
                     "official protocols; compare, rank and gate the results.",
-        epilog="Start with `harness demo` (offline, about a minute). Docs: README.md and docs/.")
+        epilog="Start with `harness demo --tour` (offline, about a minute), then `harness demo` (~15 min). Docs: README.md and docs/.")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="all five benchmarks on the shapes world, offline")
-    demo.add_argument("--out", default="harness-demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--per-tag", type=int, default=8, help="GenEval shapes prompts per tag")
-    demo.add_argument("--images-per-prompt", type=int, default=4)
-    demo.add_argument("--mme-images", type=int, default=10, help="MME shapes images per subtask")
-    demo.add_argument("--mmbench-questions", type=int, default=40)
-    demo.add_argument("--dpg-items", type=int, default=12, help="DPG shapes dense prompts (4 tiles each)")
-    demo.add_argument("--imgedit-items", type=int, default=18, help="ImgEdit shapes edits")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = commands.add_parser("demo", help="the shapes pipeline: data, tokenizer, tiny Janus trained and "
+                               "untrained on all five benchmarks, report (offline, ~15 min on 2 cores)")
+    demo.add_argument("--out", type=Path, help="output folder (default: harness-demo; the tour: harness-tour)")
+    demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a field of examples/shapes-pipeline.yaml, e.g. --set stages.trained.params.epochs=2")
+    demo.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    demo.add_argument("--tour", action="store_true",
+                      help="instead: a one-minute tour of the five benchmarks, an untrained tiny Janus against "
+                           "procedural models that get everything right (the size flags below apply)")
+    demo.add_argument("--per-tag", type=int, default=8, help="tour: GenEval shapes prompts per tag")
+    demo.add_argument("--images-per-prompt", type=int, default=4, help="tour")
+    demo.add_argument("--mme-images", type=int, default=10, help="tour: MME shapes images per subtask")
+    demo.add_argument("--mmbench-questions", type=int, default=40, help="tour")
+    demo.add_argument("--dpg-items", type=int, default=12, help="tour: DPG shapes dense prompts (4 tiles each)")
+    demo.add_argument("--imgedit-items", type=int, default=18, help="tour: ImgEdit shapes edits")
+    demo.add_argument("--seed", type=int, default=0, help="tour")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_demo)
 
@@ -247,9 +256,17 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _run_pipeline(args: argparse.Namespace) -> int:
-    from harness.pipeline import PipelineSpec, run_pipeline
+    from harness.pipeline import PipelineSpec
 
-    spec = PipelineSpec.load(args.pipeline)
+    outcome = _execute_pipeline(PipelineSpec.load(args.pipeline), args)
+    print(outcome.report or outcome.results[list(outcome.results)[-1]].target)
+    return 0
+
+
+def _execute_pipeline(spec, args: argparse.Namespace):
+    """Run ``spec`` with the shared flags (--out, --set, --threads, --no-progress)."""
+    from harness.pipeline import run_pipeline
+
     if args.threads is not None:
         if args.threads < 1:
             raise HarnessError(f"--threads must be at least 1, got {args.threads}")
@@ -269,8 +286,7 @@ def _run_pipeline(args: argparse.Namespace) -> int:
             transformers_logging.enable_progress_bar()
     print(f"pipeline {spec.name}: {len(outcome.results)} stages, {len(outcome.skipped)} skipped, "
           f"{outcome.seconds:.1f} s; record {outcome.out / 'pipeline.json'}", file=sys.stderr)
-    print(outcome.report or outcome.results[list(outcome.results)[-1]].target)
-    return 0
+    return outcome
 
 
 def _rescore_geneval(args: argparse.Namespace) -> int:
@@ -436,17 +452,22 @@ def _tiny_janus(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from harness.demo import run_demo
+    from harness.demo import DemoSize, demo_pipeline, headline_lines, run_demo
 
-    from harness.demo import DemoSize
-
+    if not args.tour:
+        args.out = args.out or Path("harness-demo")
+        outcome = _execute_pipeline(demo_pipeline(), args)
+        for line in headline_lines(outcome):
+            print(line)
+        print(f"report: {outcome.report.with_suffix('.html')}")
+        return 0
     for flag in ("per_tag", "images_per_prompt", "mme_images", "mmbench_questions", "dpg_items", "imgedit_items"):
         if getattr(args, flag) < 1:
             raise HarnessError(f"--{flag.replace('_', '-')} must be at least 1")
     size = DemoSize(per_tag=args.per_tag, images_per_prompt=args.images_per_prompt,
                     mme_images_per_subtask=args.mme_images, mmbench_questions=args.mmbench_questions,
                     dpg_items=args.dpg_items, imgedit_items=args.imgedit_items)
-    report = run_demo(Path(args.out), size, seed=args.seed, show_progress=not args.no_progress)
+    report = run_demo(args.out or Path("harness-tour"), size, seed=args.seed, show_progress=not args.no_progress)
     print(f"report: {report}")
     return 0
 

@@ -1,6 +1,12 @@
-"""``harness demo``: the whole harness, offline, in a few minutes.
+"""``harness demo``: the whole harness, offline.
 
-Runs five benchmarks on the shapes world, each with two models:
+``harness demo`` runs ``examples/shapes-pipeline.yaml`` (``demo_pipeline``): the shapes recipe, a VQ
+image tokenizer trained on shapes scenes, a tiny Janus around it, Janus-4o training on the recipe's
+data, all five shapes benchmarks on the untrained and the trained model, and a report with paired
+tests and every stage's lineage hash (``harness.pipeline``).
+
+``harness demo --tour`` (``run_demo``) is the one-minute tour of the benchmarks: five benchmarks on
+the shapes world, each with two models:
 
 - GenEval (text-to-image): a tiny randomly initialised Janus (the real adapter and sampling code,
   a model too small and untrained to draw anything) and the shapes renderer (a procedural model
@@ -25,6 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.runner import evaluate
 from harness.spec import ComponentSpec, RunSpec
 
@@ -153,3 +160,31 @@ def run_demo(out: Path, size: DemoSize = DemoSize(), seed: int = 0, show_progres
     markdown, page = write_report(run_dirs, out)
     print(f"markdown report: {markdown}")
     return page
+
+
+#: the pipeline ``harness demo`` runs (a source checkout, as the README installs it)
+DEMO_PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "shapes-pipeline.yaml"
+
+
+def demo_pipeline():
+    from harness.pipeline import PipelineSpec
+
+    if not DEMO_PIPELINE.is_file():
+        raise HarnessError(f"{DEMO_PIPELINE} is missing: `harness demo` runs the example pipeline of a source "
+                           "checkout (pip install -e .); `harness demo --tour` needs no files")
+    return PipelineSpec.load(DEMO_PIPELINE)
+
+
+def headline_lines(outcome) -> list[str]:
+    """One line per benchmark: trained vs untrained and the paired test's p-value (report facts)."""
+    report = outcome.results.get("report")
+    evaluation = outcome.results.get("eval")
+    if report is None or evaluation is None:
+        return []
+    lines = []
+    for benchmark, p_value in report.facts.get("p", {}).items():
+        difference = report.facts.get("difference", {}).get(benchmark)
+        shown = "n/a" if difference is None else f"{difference:+.4f}"
+        shown_p = "n/a" if p_value is None else f"{p_value:.2g}"
+        lines.append(f"{benchmark}: trained - untrained = {shown} (paired test p = {shown_p})")
+    return lines

@@ -312,13 +312,6 @@ class TrainStage(Stage):
         base, data = inputs[params["model"]], inputs[params["data"]]
         config = TrainConfig(**{k: v for k, v in params.items() if k not in ("model", "data")})
         model = train(base.target, dataset_json(data.folder), folder, config)
-        if read_manifest(folder) is None:
-            # FALLBACK until trainers/janus4o writes its own artifact.json into the training folder
-            # (hash = the checkpoint's, inputs base_model/data/config): hash the final model here.
-            write_manifest(folder, "checkpoint", [f"model/{rel}" for rel in folder_files(model)],
-                           inputs={"base_model": base.hash, "data": data.hash,
-                                   "config": hash_value(dataclasses.asdict(config))},
-                           spec={"trainer": "janus4o", "config": dataclasses.asdict(config)})
         return manifest_result(folder, _train_facts(folder), path=model)
 
 

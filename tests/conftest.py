@@ -41,3 +41,27 @@ def one_torch_thread_session():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# The Janus-4o trainer tests (test_janus4o_*.py) share these two, per module: 12 shapes rows (8
+# text-to-image, 4 edits) as sharegpt4o.json, and a tiny random Janus that knows their words.
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from harness.recipe import RecipeSpec
+    from harness.synth import synthesize
+
+    spec = RecipeSpec.load("examples/shapes-recipe.yaml").with_overrides(
+        {"steps.0.params.t2i": 8, "steps.0.params.edits": 4})
+    folder = synthesize(spec, out=tmp_path_factory.mktemp("shapes"), show_progress=False).folder
+    return folder / "sharegpt4o.json"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, dataset, one_torch_thread):
+    import re
+
+    from harness.dataset_formats import read_sharegpt4o
+    from harness.models.tiny_janus import build_tiny_janus
+
+    words = {w for s in read_sharegpt4o(dataset) for w in re.findall(r"[a-z]+", s.prompt.lower())}
+    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=sorted(words))

@@ -1,5 +1,6 @@
 """The command line: rescore's last-line JSON, clear errors, demo and report end to end."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_unknown_plugin_in_a_spec_suggests_the_right_name(tmp_path, capsys):
 
 
 def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--per-tag", "1", "--images-per-prompt", "2",
+    assert main(["demo", "--tour", "--out", str(tmp_path), "--per-tag", "1", "--images-per-prompt", "2",
                  "--mme-images", "2", "--mmbench-questions", "6", "--dpg-items", "3",
                  "--imgedit-items", "7", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -82,6 +83,28 @@ def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
     markdown = (tmp_path / "report.md").read_text()
     assert "| tiny-janus | janus |" in markdown and "| shapes-renderer | shapes-renderer | 1.0000 |" in markdown
     assert "| shapes-answerer | shapes-answerer | 800.00 | 200.00 | 200.00 | 200.00 | 200.00 |" in markdown
+
+
+# The demo's pipeline (examples/shapes-pipeline.yaml) at tiny sizes: every stage runs for real.
+TINY_DEMO = ["stages.data.params.overrides={steps.0.params.t2i: 12, steps.0.params.edits: 4}",
+             "stages.vq.params={image_size: 32, patch_size: 8, steps: 5, batch_size: 2, eval_scenes: 0}",
+             "stages.untrained.params.hidden=32", "stages.untrained.params.layers=1",
+             "stages.trained.params.epochs=1", "stages.trained.params.micro_batch=4",
+             "stages.eval.params.benchmarks=[{name: geneval, params: {per_tag: 1, images_per_prompt: 1}}]",
+             "stages.report.params.n_boot=100"]
+
+
+def test_demo_runs_the_shapes_pipeline_and_prints_the_paired_test(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress", *[a for s in TINY_DEMO for a in ("--set", s)]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"report: {out / 'report' / 'report.html'}"
+    stages = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert list(stages) == ["data", "vq", "untrained", "trained", "eval", "report"]
+    assert [line.split()[1] for line in lines[:6]] == list(stages)  # one line per stage, then the headline
+    assert re.fullmatch(r"geneval: trained - untrained = [-+]\d\.\d{4} \(paired test p = [\d.e-]+\)", lines[6])
+    page = (out / "report" / "report.html").read_text()
+    assert all(stage["hash"] in page for name, stage in stages.items() if name != "report")
 
 
 @pytest.mark.parametrize("override, message", [

@@ -4,42 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
-from harness.dataset_formats import read_sharegpt4o
 
 REPO = Path(__file__).resolve().parents[1]
 # 12 samples x 4 epochs / global batch 2 = 24 optimiser steps, a checkpoint after each
 ARGS = ["--engine", "plain", "--global-batch", "2", "--micro-batch", "1", "--epochs", "4", "--lr", "1e-3",
         "--checkpoint-every", "1", "--set", "keep_checkpoints=3"]
 TOTAL_STEPS = 24
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from harness.recipe import RecipeSpec
-    from harness.synth import synthesize
-
-    spec = RecipeSpec.load("examples/shapes-recipe.yaml").with_overrides(
-        {"steps.0.params.t2i": 8, "steps.0.params.edits": 4})
-    folder = synthesize(spec, out=tmp_path_factory.mktemp("shapes"), show_progress=False).folder
-    return folder / "sharegpt4o.json"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, dataset, one_torch_thread):
-    from harness.models.tiny_janus import build_tiny_janus
-
-    words = {w for s in read_sharegpt4o(dataset) for w in re.findall(r"[a-z]+", s.prompt.lower())}
-    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=sorted(words))
 
 
 def _command(tiny: Path, dataset: Path, out: Path) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,25 +18,6 @@ from harness.errors import HarnessError
 REPO = Path(__file__).resolve().parents[1]
 DDP_ARGS = ["--global-batch", "4", "--micro-batch", "1", "--epochs", "2", "--lr", "1e-3"]  # 12 samples: 6 steps
 DS_ARGS = ["--global-batch", "12", "--micro-batch", "2", "--epochs", "3", "--lr", "1e-3"]  # every sample each step
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from harness.recipe import RecipeSpec
-    from harness.synth import synthesize
-
-    spec = RecipeSpec.load("examples/shapes-recipe.yaml").with_overrides(
-        {"steps.0.params.t2i": 8, "steps.0.params.edits": 4})
-    folder = synthesize(spec, out=tmp_path_factory.mktemp("shapes"), show_progress=False).folder
-    return folder / "sharegpt4o.json"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, dataset, one_torch_thread):
-    from harness.models.tiny_janus import build_tiny_janus
-
-    words = {w for s in read_sharegpt4o(dataset) for w in re.findall(r"[a-z]+", s.prompt.lower())}
-    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=sorted(words))
 
 
 def _child_env() -> dict[str, str]:

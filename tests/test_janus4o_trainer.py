@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 
 import pytest
 import torch
@@ -19,25 +18,6 @@ from trainers.janus4o.sequences import build_example, collate, token_ids
 
 N = 16  # image tokens of the tiny Janus (64 px, patch 16)
 CONFIG_FOR_LOOP = dict(epochs=10, global_batch=4, micro_batch=2, learning_rate=1e-3, warmup_ratio=0.1)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    from harness.recipe import RecipeSpec
-    from harness.synth import synthesize
-
-    spec = RecipeSpec.load("examples/shapes-recipe.yaml").with_overrides(
-        {"steps.0.params.t2i": 8, "steps.0.params.edits": 4})
-    folder = synthesize(spec, out=tmp_path_factory.mktemp("shapes"), show_progress=False).folder
-    return folder / "sharegpt4o.json"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, dataset, one_torch_thread):
-    from harness.models.tiny_janus import build_tiny_janus
-
-    words = {w for s in read_sharegpt4o(dataset) for w in re.findall(r"[a-z]+", s.prompt.lower())}
-    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=sorted(words))
 
 
 @pytest.fixture(scope="module")

@@ -176,3 +176,19 @@ def test_an_unusable_reply_is_asked_again_and_every_attempt_is_cached(tmp_path):
         assert len(server.requests) == 5
         _cached(server, tmp_path).chat_many(conversation, seeds=[6], unusable=check, max_attempts=3)
         assert len(server.requests) == 5
+
+
+def test_shapes_world_backgrounds_limit_text_to_image_scenes(tmp_path):
+    def recipe(**params):
+        return RecipeSpec.from_dict({"name": "bg", "export": [],
+                                     "steps": [{"name": "shapes-world", "params": {"t2i": 12, **params}}]})
+
+    def backgrounds(outcome):
+        return [row["scene"]["background"] for row in rows_of(outcome.folder)]
+
+    everything = backgrounds(synthesize(recipe(), tmp_path / "all", show_progress=False))
+    plain = backgrounds(synthesize(recipe(backgrounds=["grey", "beige"]), tmp_path / "plain", show_progress=False))
+    assert len(set(everything)) >= 3  # 12 draws from 5 backgrounds
+    assert set(plain) <= {"grey", "beige"} and len(plain) == 12
+    with pytest.raises(HarnessError, match="backgrounds from"):
+        synthesize(recipe(backgrounds=["tartan"]), tmp_path / "bad", show_progress=False)

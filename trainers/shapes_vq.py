@@ -61,6 +61,7 @@ class ShapesVQSettings:
     lr_floor: float = 0.05  # cosine decay from lr to lr_floor x lr over the run (a constant lr ends noisy)
     beta: float = 0.25  # commitment weight
     foreground_weight: float = 4.0  # extra reconstruction weight on object pixels
+    edge_weight: float = 0.0  # extra weight on a 3x3 band around object outlines (where blur costs shapes)
     reseed_every: int = 50
     autoencoder_steps: int = 0  # first steps decode the continuous latents; then codes start from them
     reconstruction: str = "mse"  # "mse" weighs large (colour) errors up; "l1" tends to grey medians
@@ -243,6 +244,9 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0):
             quantised, vq_terms, ids = _quantise(vq, pixels, continuous=warming_up)
             decoded = vq.decoder(vq.post_quant_conv(quantised))
             weight = 1.0 + settings.foreground_weight * foreground
+            if settings.edge_weight:
+                band = F.max_pool2d(foreground, 3, 1, 1) + F.max_pool2d(-foreground, 3, 1, 1)
+                weight = weight + settings.edge_weight * band
             error = (decoded - pixels).abs() if settings.reconstruction == "l1" else (decoded - pixels) ** 2
             reconstruction = (weight * error).mean() / weight.mean()
             loss = reconstruction if warming_up else reconstruction + vq_terms[0] + settings.beta * vq_terms[1]

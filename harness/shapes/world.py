@@ -303,7 +303,8 @@ def random_scene(rng: np.random.Generator, n_objects: int | None = None,
     return Scene(tuple(_place(rng, specs)), str(rng.choice(backgrounds)), int(rng.integers(2**31)))
 
 
-def scene_for_metadata(metadata: dict, rng: np.random.Generator, distractors: int = 0) -> Scene:
+def scene_for_metadata(metadata: dict, rng: np.random.Generator, distractors: int = 0,
+                       backgrounds: Sequence[str] = tuple(BACKGROUNDS)) -> Scene:
     """A scene that satisfies a GenEval metadata dict (include / exclude / color / position).
 
     Each include clause gets exactly ``count`` objects of its class (its colour if given, else a
@@ -332,7 +333,7 @@ def scene_for_metadata(metadata: dict, rng: np.random.Generator, distractors: in
             constraints += [(i, relation, j) for i, ci in enumerate(clause_of) if ci == idx
                             for j, cj in enumerate(clause_of) if cj == target]
     objects = _place(rng, specs, constraints)
-    scene = Scene(tuple(objects), str(rng.choice(list(BACKGROUNDS))), int(rng.integers(2**31)))
+    scene = Scene(tuple(objects), str(rng.choice(list(backgrounds))), int(rng.integers(2**31)))
     failures = scene_failures(scene, metadata)
     if failures:  # cannot happen for well-formed metadata; guards against contradictory input
         raise ValueError(f"no scene satisfies {metadata.get('prompt', metadata)!r}: {failures}")
