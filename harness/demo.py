@@ -176,15 +176,16 @@ def demo_pipeline():
 
 
 def headline_lines(outcome) -> list[str]:
-    """One line per benchmark: trained vs untrained and the paired test's p-value (report facts)."""
+    """One line per benchmark: candidate minus baseline and the paired test's p-value (report facts)."""
     report = outcome.results.get("report")
     evaluation = outcome.results.get("eval")
     if report is None or evaluation is None:
         return []
     lines = []
+    candidate, baseline = report.facts.get("candidate", "candidate"), report.facts.get("baseline", "baseline")
     for benchmark, p_value in report.facts.get("p", {}).items():
         difference = report.facts.get("difference", {}).get(benchmark)
         shown = "n/a" if difference is None else f"{difference:+.4f}"
         shown_p = "n/a" if p_value is None else f"{p_value:.2g}"
-        lines.append(f"{benchmark}: trained - untrained = {shown} (paired test p = {shown_p})")
+        lines.append(f"{benchmark}: {candidate} - {baseline} = {shown} (paired test p = {shown_p})")
     return lines

@@ -179,7 +179,7 @@ def _parse_stage(item: Any, index: int, earlier: list[StageSpec], source: str, l
         raise InputError(f"{where}: params must be a mapping, got {params!r}", source, line)
     try:
         refs = plugin.check(params)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, HarnessError) as exc:  # HarnessError: a nested spec's own check
         raise InputError(f"{where} ({kind}): {exc}", source, line) from None
     listed = item.get("needs") or []
     if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
@@ -241,7 +241,7 @@ def _previous_records(out: Path) -> dict[str, dict]:
     try:
         return dict(json.loads(path.read_text(encoding="utf-8")).get("stages") or {})
     except (json.JSONDecodeError, AttributeError):
-        raise InputError("not a pipeline record (delete it to start over)", path) from None
+        raise InputError("not a pipeline record (delete the output folder or use another --out)", path) from None
 
 
 def _reusable(record: dict | None, identity: str, out: Path) -> StageResult | None:
@@ -249,7 +249,10 @@ def _reusable(record: dict | None, identity: str, out: Path) -> StageResult | No
     if not record or record.get("status") != "done" or record.get("identity") != identity:
         return None
     folder = out / record["folder"]
-    manifest = read_manifest(folder)
+    try:
+        manifest = read_manifest(folder)
+    except (ValueError, KeyError, TypeError):  # a damaged artifact.json: make the stage again
+        return None
     if manifest is None or manifest.hash != record["hash"] or verify(folder):
         return None
     path = out / record["path"] if record.get("path") else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping
@@ -112,6 +113,27 @@ def check_keys(params: Mapping[str, Any], allowed: Iterable[str], required: Iter
         raise ValueError(f"missing params {missing}")
 
 
+def typed_settings(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` for the dataclass ``cls``, with float fields given as YAML strings ("5e-6": YAML 1.1
+    needs a dot to read a number) converted; a one-line ValueError for a value of the wrong type, so
+    a bad value fails when the pipeline is loaded, not minutes into a run."""
+    hints = typing.get_type_hints(cls)
+    typed = {}
+    for key, value in params.items():
+        kind, is_bool = hints.get(key), isinstance(value, bool)
+        if kind is float and not is_bool and isinstance(value, (int, float, str)):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {value!r}") from None
+        elif kind is float or (kind is int and (is_bool or not isinstance(value, int))):
+            raise ValueError(f"{key} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
+        elif kind is bool and not is_bool:
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        typed[key] = value
+    return typed
+
+
 def stage_name(params: Mapping[str, Any], key: str) -> str:
     value = params[key]
     if not isinstance(value, str):
@@ -194,16 +216,27 @@ class ShapesVQStage(Stage):
 
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
         check_keys(params, _vq_params())
+        self._settings(params)
         return []
+
+    @staticmethod
+    def _settings(params: Mapping[str, Any]) -> dict[str, Any]:
+        from trainers.shapes_vq import ShapesVQSettings
+
+        settings = typed_settings(ShapesVQSettings, {k: v for k, v in params.items() if k != "eval_scenes"})
+        if settings.get("channel_multiplier") is not None:
+            settings["channel_multiplier"] = tuple(settings["channel_multiplier"])
+        checked = ShapesVQSettings(**settings)
+        checked.multiplier()  # patch size a power of two, channels that GroupNorm(32) accepts
+        if checked.image_size % checked.patch_size:
+            raise ValueError(f"image_size {checked.image_size} is not a multiple of patch_size {checked.patch_size}")
+        return {**settings, **({"eval_scenes": params["eval_scenes"]} if "eval_scenes" in params else {})}
 
     def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
             ctx: StageContext) -> StageResult:
         from trainers.shapes_vq import METRICS, train_shapes_vq
 
-        settings = dict(params)
-        if settings.get("channel_multiplier") is not None:
-            settings["channel_multiplier"] = tuple(settings["channel_multiplier"])
-        train_shapes_vq(folder, **settings)
+        train_shapes_vq(folder, **self._settings(params))
         metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
         keys = ("held_out_accuracy", "final_reconstruction_loss", "train_seconds")
         return manifest_result(folder, {k: metrics[k] for k in keys if k in metrics})
@@ -300,18 +333,32 @@ class TrainStage(Stage):
 
     output = "model"
 
+    #: checkpoints unless the params say otherwise, so an interrupted pipeline resumes its training
+    default_checkpoint_every: ClassVar[int] = 100
+
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
         check_keys(params, {"model", "data"} | _train_fields(), {"model", "data"})
+        self._config(params)
         return [Ref("model", stage_name(params, "model"), ("model",)),
                 Ref("data", stage_name(params, "data"), ("dataset",))]
 
+    def _config(self, params: Mapping[str, Any]):
+        from trainers.janus4o.loop import TrainConfig
+
+        settings = typed_settings(TrainConfig, {k: v for k, v in params.items() if k not in ("model", "data")})
+        return TrainConfig(**{"checkpoint_every": self.default_checkpoint_every, **settings})
+
+    def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
+        # the trainer's own identity: checkpoint cadence, device and engine do not change the weights,
+        # so changing them resumes the run in its folder instead of starting over
+        return {"model": params["model"], "data": params["data"], "config": self._config(params).identity()}
+
     def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
             ctx: StageContext) -> StageResult:
-        from trainers.janus4o.loop import TrainConfig, train
+        from trainers.janus4o.loop import train
 
         base, data = inputs[params["model"]], inputs[params["data"]]
-        config = TrainConfig(**{k: v for k, v in params.items() if k not in ("model", "data")})
-        model = train(base.target, dataset_json(data.folder), folder, config)
+        model = train(base.target, dataset_json(data.folder), folder, self._config(params))
         return manifest_result(folder, _train_facts(folder), path=model)
 
 

@@ -215,6 +215,7 @@ class ReportStage(Stage):
     ``n_boot`` (bootstrap resamples, default 2000). Writes report.md and report.html."""
 
     output = "report"
+    version = "2"  # 2: the facts name the candidate and the baseline
     needs_all_earlier = True  # the lineage table shows every stage
 
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
@@ -258,7 +259,8 @@ class ReportStage(Stage):
         atomic_write_text(folder / "report.html", page)
         write_manifest(folder, "report", ["report.md", "report.html"],
                        {name: result.hash for name, result in inputs.items()})
-        facts = {"p": {s.benchmark: s.headline.p_value for s in sections if s.headline is not None},
+        facts = {"candidate": params["candidate"], "baseline": params["baseline"],
+                 "p": {s.benchmark: s.headline.p_value for s in sections if s.headline is not None},
                  "difference": {s.benchmark: s.headline.difference for s in sections if s.headline is not None}}
         return manifest_result(folder, facts, path=folder / "report.md")
 

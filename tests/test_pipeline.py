@@ -244,3 +244,34 @@ def test_the_example_pipeline_loads_with_every_shapes_benchmark():
     ctx = StageContext(seed=0, base_dir=Path(spec.base_dir), out=Path("unused"))
     identity = stage_plugin("synth").identity(spec.stage("data").params, ctx)
     assert [step["name"] for step in identity["recipe"]["steps"]] == ["shapes-world", "shapes-render"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ("{model: m, data: data, epochs: two}", "epochs must be an integer, got 'two'"),
+    ("{model: m, data: data, learning_rate: fast}", "learning_rate must be a number, got 'fast'"),
+    ("{model: m, data: data, first_token_quirk: 1}", "first_token_quirk must be true or false"),
+])
+def test_training_values_of_the_wrong_type_are_refused_at_load(tmp_path, capsys, params, message):
+    text = HEAD + "  - {name: m, kind: tiny-janus}\n" + f"  - {{name: t, kind: train, params: {params}}}\n"
+    assert message in _error(tmp_path, capsys, text)
+
+
+def test_a_vq_patch_size_that_is_not_a_power_of_two_is_refused_at_load(tmp_path, capsys):
+    message = _error(tmp_path, capsys, HEAD + "  - {name: vq, kind: shapes-vq, params: {patch_size: 6}}\n")
+    assert "patch_size must be a power of two" in message and ":4:" in message
+
+
+def test_training_numbers_in_yaml_exponent_form_are_numbers_and_checkpoint_cadence_is_not_identity(tmp_path):
+    from harness.stages import StageContext, stage_plugin
+
+    path = tmp_path / "p.yaml"  # YAML 1.1 reads 5e-6 (no dot) as a string
+    path.write_text(HEAD + "  - {name: m, kind: tiny-janus}\n"
+                    "  - {name: t, kind: train, params: {model: m, data: data, learning_rate: 5e-6}}\n")
+    stage = PipelineSpec.load(path).stage("t")
+    assert stage.params["learning_rate"] == "5e-6"
+    plugin, ctx = stage_plugin("train"), StageContext(seed=0, base_dir=tmp_path, out=tmp_path)
+    assert plugin._config(stage.params).learning_rate == 5e-6
+    assert plugin._config(stage.params).checkpoint_every == 100  # an interrupted pipeline resumes its training
+    resumable = {**stage.params, "checkpoint_every": 7, "keep_checkpoints": 2}
+    assert plugin.identity(resumable, ctx) == plugin.identity(stage.params, ctx)
+    assert plugin.identity({**stage.params, "epochs": 4}, ctx) != plugin.identity(stage.params, ctx)
