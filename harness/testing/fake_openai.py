@@ -283,14 +283,24 @@ class FakeOpenAIServer:
             fault = self._faults.popleft() if self._faults else None
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        left: list[bool] = []
+
+        def leave() -> None:
+            # a request stops counting just before its reply goes out: once the client has the reply it
+            # may send its next request, which must not overlap this one in ``max_in_flight``
+            if not left:
+                left.append(True)
+                with self._lock:
+                    self._in_flight -= 1
+
+        handler.before_reply = leave  # called by _send
         try:
             if handler.path in (GENERATIONS_PATH, EDITS_PATH):
                 self._respond_image(handler, body, parts, fault, authorization)
             else:
                 self._respond(handler, body, fault, authorization)
         finally:
-            with self._lock:
-                self._in_flight -= 1
+            leave()
 
     def _respond(self, handler: BaseHTTPRequestHandler, body: Any, fault: Fault | None,
                  authorization: str | None) -> None:
@@ -384,6 +394,9 @@ def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict,
 
 def _send(handler: BaseHTTPRequestHandler, status: int, data: bytes,
           headers: dict[str, str] | None = None) -> None:
+    before_reply = getattr(handler, "before_reply", None)
+    if before_reply is not None:
+        before_reply()
     try:
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
