@@ -234,12 +234,12 @@ class ShapesVQStage(Stage):
 
     def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
             ctx: StageContext) -> StageResult:
-        from trainers.shapes_vq import METRICS, train_shapes_vq
+        from trainers.shapes_vq import train_shapes_vq
 
         train_shapes_vq(folder, **self._settings(params))
-        metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+        info = read_manifest(folder).info  # metrics.json plus the timings
         keys = ("held_out_accuracy", "final_reconstruction_loss", "train_seconds")
-        return manifest_result(folder, {k: metrics[k] for k in keys if k in metrics})
+        return manifest_result(folder, {k: info[k] for k in keys if k in info})
 
 
 # ------------------------------------------------------------------------------------------ tiny Janus

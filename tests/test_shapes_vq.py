@@ -136,3 +136,13 @@ def test_tiny_janus_with_vq_loads_in_the_adapter_and_decodes_like_the_tokenizer(
         build_tiny_janus(tmp_path / "plain", words=SHAPES, image_size=32, patch_size=8))
     assert torch.equal(plain.model.language_model.embed_tokens.weight,
                        adapter.model.model.language_model.embed_tokens.weight)
+
+
+def test_training_again_gives_the_same_content_hash(trained, tmp_path):
+    """Timings stay out of the hashed files, so the lineage of a re-made tokenizer is unchanged."""
+    from harness.artifacts import read_manifest
+
+    again = train_shapes_vq(tmp_path / "again", **{**SMALL, "eval_scenes": 0})
+    first, second = read_manifest(trained), read_manifest(again)
+    assert second.files == first.files and second.hash == first.hash
+    assert "train_seconds" in second.info and "train_seconds" not in json.loads((again / "metrics.json").read_text())
