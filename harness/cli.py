@@ -1,7 +1,7 @@
 """The ``harness`` command line.
 
     harness demo                       the shapes pipeline: data, tokenizer, a tiny Janus trained on CPU,
-                                       all five benchmarks trained vs untrained, report (~13 min)
+                                       all five benchmarks trained vs untrained, report (~9 min)
     harness demo --tour                the five benchmarks in a minute: untrained tiny Janus vs oracles
     harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun
     harness synth RECIPE.yaml          run (or resume) a data recipe; prints the dataset folder last
@@ -56,11 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate image models on GenEval, DPG-Bench, ImgEdit-Bench, MME and MMBench with the "
                     "official protocols; compare, rank and gate the results.",
-        epilog="Start with `harness demo --tour` (offline, about a minute), then `harness demo` (~13 min on 2 cores). Docs: README.md and docs/.")
+        epilog="Start with `harness demo --tour` (offline, about a minute), then `harness demo` (~9 min on 2 cores). Docs: README.md and docs/.")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="the shapes pipeline: data, tokenizer, tiny Janus trained and "
-                               "untrained on all five benchmarks, report (offline, ~13 min on 2 cores)")
+                               "untrained on all five benchmarks, report (offline, ~9 min on 2 cores)")
     demo.add_argument("--out", type=Path, help="output folder (default: harness-demo; the tour: harness-tour)")
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a field of examples/shapes-pipeline.yaml, e.g. --set stages.trained.params.epochs=2")
