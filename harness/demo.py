@@ -26,7 +26,6 @@ from one that does not.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,50 +46,35 @@ class DemoSize:
     answer_tokens: int = 8  # tiny Janus max_new_tokens (answers are single words)
 
 
+def _data_sizes(size: DemoSize) -> dict[str, dict[str, int]]:
+    """The data writers' sizes (``SHAPES_BENCHMARKS``) for each benchmark with written data."""
+    return {"dpg": {"items": size.dpg_items}, "imgedit": {"items": size.imgedit_items},
+            "mme": {"images_per_subtask": size.mme_images_per_subtask},
+            "mmbench": {"questions": size.mmbench_questions}}
+
+
 def demo_specs(out: Path, model_dir: Path, size: DemoSize, seed: int) -> dict[str, dict[str, RunSpec]]:
-    """benchmark -> model name -> spec (the data folders are written by ``write_demo_data``)."""
-    janus_path = str(model_dir.resolve())
-    geneval = ComponentSpec("geneval", {"prompts": "shapes", "per_tag": size.per_tag,
-                                        "images_per_prompt": size.images_per_prompt})
-    shapes_judges = {"detector": ComponentSpec("shapes"), "color_classifier": ComponentSpec("shapes")}
-    janus_answers = ComponentSpec("janus", {"path": janus_path, "batch_size": 16,
-                                            "max_new_tokens": size.answer_tokens})
+    """benchmark -> model name -> spec (the data folders are written by ``write_demo_data``); the
+    benchmark parameters and judges are the pipeline eval stage's (``SHAPES_BENCHMARKS``)."""
+    from harness.stages_eval import SHAPES_BENCHMARKS
+
+    janus = {"path": str(model_dir.resolve()), "batch_size": 16}
     paths = demo_data_paths(out, size, seed)
-    mme = ComponentSpec("mme", {"data": str(paths["mme"].resolve())})
-    mmbench = ComponentSpec("mmbench", {"data": str(paths["mmbench"].resolve())})
-    dpg_data, edit_data = paths["dpg"].resolve(), paths["imgedit"].resolve()
-    dpg = ComponentSpec("dpg", {"prompts": str(dpg_data / "prompts"), "csv": str(dpg_data / "dpg_bench.csv")})
-    imgedit = ComponentSpec("imgedit", {"edits": str(edit_data / "basic_edit.json"),
-                                        "images": str(edit_data / "images"),
-                                        "judge_prompts": str(edit_data / "prompts.json")})
-    janus_images = ComponentSpec("janus", {"path": janus_path, "batch_size": 16})
-    dpg_judges = {"vqa": ComponentSpec("shapes-vqa")}
-    edit_judges = {"judge": ComponentSpec("shapes-edit-judge")}
-    return {
-        "geneval": {
-            "tiny-janus": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed, model=janus_images),
-            "shapes-renderer": RunSpec(benchmark=geneval, judges=shapes_judges, seed=seed,
-                                       model=ComponentSpec("shapes-renderer", {"size": 64})),
-        },
-        "dpg": {
-            "tiny-janus": RunSpec(benchmark=dpg, model=janus_images, judges=dpg_judges, seed=seed),
-            "shapes-renderer": RunSpec(benchmark=dpg, model=ComponentSpec("shapes-renderer", {"size": 64}),
-                                       judges=dpg_judges, seed=seed),
-        },
-        "imgedit": {
-            "tiny-janus": RunSpec(benchmark=imgedit, model=janus_images, judges=edit_judges, seed=seed),
-            "shapes-editor": RunSpec(benchmark=imgedit, model=ComponentSpec("shapes-editor"),
-                                     judges=edit_judges, seed=seed),
-        },
-        "mme": {
-            "tiny-janus": RunSpec(benchmark=mme, model=janus_answers, seed=seed),
-            "shapes-answerer": RunSpec(benchmark=mme, model=ComponentSpec("shapes-answerer"), seed=seed),
-        },
-        "mmbench": {
-            "tiny-janus": RunSpec(benchmark=mmbench, model=janus_answers, seed=seed),
-            "shapes-answerer": RunSpec(benchmark=mmbench, model=ComponentSpec("shapes-answerer"), seed=seed),
-        },
-    }
+    extra = {"geneval": {"per_tag": size.per_tag, "images_per_prompt": size.images_per_prompt}}
+    procedural = {"geneval": ComponentSpec("shapes-renderer", {"size": 64}),
+                  "dpg": ComponentSpec("shapes-renderer", {"size": 64}),
+                  "imgedit": ComponentSpec("shapes-editor"),
+                  "mme": ComponentSpec("shapes-answerer"), "mmbench": ComponentSpec("shapes-answerer")}
+    specs = {}
+    for name, model in procedural.items():
+        shapes = SHAPES_BENCHMARKS[name]
+        located = shapes.locate(paths[name].resolve()) if name in paths else {}
+        benchmark = ComponentSpec(name, {**shapes.fixed, **located, **extra.get(name, {})})
+        judges = {role: ComponentSpec(kind) for role, kind in shapes.judges.items()}
+        tiny = ComponentSpec("janus", {**janus, "max_new_tokens": size.answer_tokens} if shapes.answers else janus)
+        specs[name] = {"tiny-janus": RunSpec(benchmark=benchmark, model=tiny, judges=judges, seed=seed),
+                       model.name: RunSpec(benchmark=benchmark, model=model, judges=judges, seed=seed)}
+    return specs
 
 
 def _headline(benchmark: str, scores: dict) -> str:
@@ -117,25 +101,12 @@ def demo_data_paths(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
 
 def write_demo_data(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
     """Write the shapes data once; each file or folder appears complete or not at all."""
-    from harness.shapes.dense import write_dpg_shapes
-    from harness.shapes.edits import write_imgedit_shapes
-    from harness.shapes.understanding import write_mmbench_shapes, write_mme_shapes
+    from harness.stages_eval import SHAPES_BENCHMARKS, write_once
 
-    writers = {
-        "mme": lambda path: write_mme_shapes(path, per_subtask=size.mme_images_per_subtask, seed=seed),
-        "mmbench": lambda path: write_mmbench_shapes(path, questions=size.mmbench_questions, seed=seed),
-        "dpg": lambda path: write_dpg_shapes(path, items=size.dpg_items, seed=seed),
-        "imgedit": lambda path: write_imgedit_shapes(path, items=size.imgedit_items, seed=seed),
-    }
+    sizes = _data_sizes(size)
     paths = demo_data_paths(out, size, seed)
     for name, path in paths.items():
-        if path.exists():
-            continue
-        partial = path.with_name(path.name + ".partial")
-        if partial.is_dir():
-            shutil.rmtree(partial)
-        writers[name](partial)
-        partial.rename(path)
+        write_once(path, lambda target, name=name: SHAPES_BENCHMARKS[name].writer(target, sizes[name], seed))
     return paths
 
 

@@ -142,7 +142,7 @@ class EvalStage(Stage):
             located = {}
             if shapes.writer is not None:
                 path = folder / "data" / f"{name}-{hash_value(data, length=8)}-seed{seed}{shapes.suffix}"
-                _write_once(path, lambda target: shapes.writer(target, data, seed))
+                write_once(path, lambda target: shapes.writer(target, data, seed))
                 located = shapes.locate(path.resolve())
             benchmark = ComponentSpec(name, {**shapes.fixed, **located, **bench_params})
             judges = {role: ComponentSpec(kind) for role, kind in shapes.judges.items()}
@@ -183,7 +183,7 @@ class EvalStage(Stage):
         return manifest_result(folder, {"runs": runs, "overall": headline})
 
 
-def _write_once(path: Path, write: Callable[[Path], Any]) -> None:
+def write_once(path: Path, write: Callable[[Path], Any]) -> None:
     """Data appear complete or not at all (written under a temporary name, then renamed)."""
     if path.exists():
         return
