@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -43,6 +44,7 @@ from harness.stages import STAGE_NAME, Ref, Stage, StageContext, StageResult, st
 
 PIPELINE_VERSION = 1
 RECORD = "pipeline.json"
+LOCK = ".pipeline.lock"  # held (flock) while a run writes the folder; the OS drops it when the process dies
 
 
 # ------------------------------------------------------------------------------------------ the spec
@@ -170,6 +172,9 @@ def _parse_stage(item: Any, index: int, earlier: list[StageSpec], source: str, l
                          "starting with a letter", source, line)
     if any(stage.name == name for stage in earlier):
         raise InputError(f"{where} is defined twice", source, line)
+    if name == RECORD:
+        raise InputError(f"{where}: {RECORD} is the pipeline's own record in the output folder; "
+                         "pick another name", source, line)
     try:
         plugin = stage_plugin(kind)
     except registry.UnknownPluginError as exc:
@@ -262,9 +267,36 @@ def _reusable(record: dict | None, identity: str, out: Path) -> StageResult | No
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HarnessError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / RECORD).is_file():
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not (out / RECORD).is_file():
         raise HarnessError(f"{out} is not empty and holds no {RECORD}: not a pipeline folder; use another --out "
                            "(a pipeline removes the stage folders it re-runs)")
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    """Hold ``out``'s lock for the run: a second run into the same folder fails at once instead of
+    deleting or overwriting stages the first is writing."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (documented in docs/PIPELINES.md)
+        yield
+        return
+    with open(out / LOCK, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise HarnessError(f"{out} is in use by another pipeline run (pid {holder}); wait for it to "
+                               "finish or use another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -294,6 +326,11 @@ def run_pipeline(spec: PipelineSpec, out: str | Path | None = None, overrides: M
     out = Path(out or spec.out or Path("pipelines") / spec.name)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _run_stages(spec, out, show_progress, echo)
+
+
+def _run_stages(spec: PipelineSpec, out: Path, show_progress: bool, echo: Callable[[str], None]) -> PipelineOutcome:
     previous = _previous_records(out)
     ctx = StageContext(seed=spec.seed, base_dir=Path(spec.base_dir), out=out, show_progress=show_progress)
     records: dict[str, dict] = {}

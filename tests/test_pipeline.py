@@ -64,9 +64,9 @@ def _record(out: Path) -> dict:
 
 
 def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
-    """Every file but the pipeline record: (mtime in ns, size)."""
+    """Every file but the pipeline record and its lock (which holds the pid of the last run): (mtime in ns, size)."""
     return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in out.rglob("*") if p.is_file() and p.name != "pipeline.json"}
+            for p in out.rglob("*") if p.is_file() and p.name not in ("pipeline.json", ".pipeline.lock")}
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +275,54 @@ def test_training_numbers_in_yaml_exponent_form_are_numbers_and_checkpoint_caden
     resumable = {**stage.params, "checkpoint_every": 7, "keep_checkpoints": 2}
     assert plugin.identity(resumable, ctx) == plugin.identity(stage.params, ctx)
     assert plugin.identity({**stage.params, "epochs": 4}, ctx) != plugin.identity(stage.params, ctx)
+
+
+def test_a_stage_named_like_the_pipeline_record_is_refused(tmp_path, capsys):
+    message = _error(tmp_path, capsys, HEAD + "  - {name: pipeline.json, kind: tiny-janus}\n")
+    assert "pipeline.json is the pipeline's own record" in message and ":4:" in message
+
+
+def _pipeline_folder(tmp_path: Path) -> tuple[Path, Path]:
+    """A pipeline file and an output folder that already holds a finished-looking stage."""
+    path = tmp_path / "p.yaml"
+    path.write_text(HEAD)
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "made.txt").write_text("by the first run")
+    (out / "pipeline.json").write_text('{"stages": {}}')
+    return path, out
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_touches_nothing(tmp_path, capsys):
+    import fcntl
+    import os
+
+    path, out = _pipeline_folder(tmp_path)
+    with open(out / ".pipeline.lock", "w") as held:  # another run holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by another pipeline run (pid {os.getpid()})" in err
+    assert (out / "data" / "made.txt").read_text() == "by the first run"
+
+
+def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path, capsys):
+    import signal
+    import subprocess
+    import sys
+
+    path, out = _pipeline_folder(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"h = open({str(out / '.pipeline.lock')!r}, 'w'); fcntl.flock(h, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2  # held: refused
+    assert "in use by another pipeline run" in capsys.readouterr().err
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    main(["run", str(path), "--out", str(out), "--no-progress"])  # the recipe r.yaml is missing ...
+    err = capsys.readouterr().err
+    assert "in use" not in err and "r.yaml" in err  # ... so it fails there, past the lock
