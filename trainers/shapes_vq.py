@@ -154,8 +154,8 @@ def _reseed_dead_codes(vq, usage: torch.Tensor, pixels: torch.Tensor, generator:
     with torch.no_grad():
         latents = vq.quant_conv(vq.encoder(pixels))
         z = F.normalize(latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]), dim=-1)
-        pick = torch.randint(len(z), (len(dead),), generator=generator)
-        noise = 0.01 * torch.randn(len(dead), z.shape[1], generator=generator)
+        pick = torch.randint(len(z), (len(dead),), generator=generator).to(z.device)  # CPU draws: same on any device
+        noise = 0.01 * torch.randn(len(dead), z.shape[1], generator=generator).to(z.device)
         vq.quantize.embedding.weight[dead] = F.normalize(z[pick] + noise, dim=-1)
     return len(dead)
 
@@ -215,8 +215,10 @@ def held_out_scenes(count: int, seed: int = 10_000) -> list[Scene]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def train_vq_model(settings: ShapesVQSettings, log_every: int = 0):
-    """Train a ``JanusVQVAE``; return it (eval mode, unit-norm codebook) and the training metrics."""
+def train_vq_model(settings: ShapesVQSettings, log_every: int = 0, device: str = "cpu"):
+    """Train a ``JanusVQVAE`` on ``device``; return it (on the CPU, eval mode, unit-norm codebook) and
+    the training metrics. Scenes and random draws are made on the CPU, so only float rounding differs
+    between devices."""
     from transformers import JanusVQVAE
 
     rng = np.random.default_rng(settings.seed)
@@ -227,16 +229,17 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0):
             for module in vq.modules():
                 if isinstance(module, torch.nn.Conv2d):
                     module.reset_parameters()
+        vq.to(device)
         generator = torch.Generator().manual_seed(settings.seed + 1)
         optimiser = torch.optim.Adam(vq.parameters(), lr=settings.lr, betas=(0.9, 0.99))
         floor = settings.lr_floor
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimiser, lambda step: floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * step / settings.steps)))
-        usage = torch.zeros(settings.codebook_size)
+        usage = torch.zeros(settings.codebook_size, device=device)
         history, reseeded, started = [], 0, time.perf_counter()
         vq.train()
         for step in range(settings.steps):
-            pixels, foreground = batch(rng, settings.batch_size, settings.image_size)
+            pixels, foreground = (t.to(device) for t in batch(rng, settings.batch_size, settings.image_size))
             warming_up = step < settings.autoencoder_steps
             if step == settings.autoencoder_steps and step:  # every code starts at a latent of this batch
                 usage.zero_()
@@ -262,7 +265,7 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0):
             if log_every and (step + 1) % log_every == 0:
                 print(f"step {step + 1} rec {np.mean(history[-log_every:]):.4f} "
                       f"used {int((usage > 0).sum())} {time.perf_counter() - started:.0f}s", flush=True)
-    vq.eval()
+    vq.cpu().eval()
     with torch.no_grad():  # unit rows: HF encode() then agrees with the normalised search
         vq.quantize.embedding.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=-1))
     metrics = {"train_seconds": round(time.perf_counter() - started, 1),
@@ -295,12 +298,13 @@ def load_vq(folder: str | Path):
 
 def train_shapes_vq(out_dir: str | Path, image_size: int = 64, patch_size: int = 8, steps: int = 400,
                     batch_size: int = 8, seed: int = 0, eval_scenes: int = 200, log_every: int = 0,
-                    **overrides: Any) -> Path:
+                    device: str = "cpu", **overrides: Any) -> Path:
     """Train (or reuse) the shapes VQ tokenizer artifact in ``out_dir``; return ``out_dir``.
 
     ``overrides`` are further ``ShapesVQSettings`` fields. A folder whose manifest verifies and was
     made from the same settings is returned as is; one made from other settings is an error (delete
     it or pick another folder). ``eval_scenes`` held-out scenes are scored into ``metrics.json``.
+    ``device`` (e.g. "cuda" for a recipe sweep) is recorded in the manifest's info, not in its inputs.
     """
     settings = ShapesVQSettings(image_size=image_size, patch_size=patch_size, steps=steps,
                                 batch_size=batch_size, seed=seed, **overrides)
@@ -313,7 +317,7 @@ def train_shapes_vq(out_dir: str | Path, image_size: int = 64, patch_size: int =
             raise ValueError(f"{out} holds a VQ tokenizer trained with other settings ({existing.spec}); "
                              "use another folder")
         return out
-    vq, metrics = train_vq_model(settings, log_every)
+    vq, metrics = train_vq_model(settings, log_every, device)
     if eval_scenes:
         started = time.perf_counter()
         scenes = held_out_scenes(eval_scenes)
@@ -328,7 +332,8 @@ def train_shapes_vq(out_dir: str | Path, image_size: int = 64, patch_size: int =
     timing = {key: metrics.pop(key) for key in ("train_seconds", "eval_seconds") if key in metrics}
     (out / METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
     write_manifest(out, ARTIFACT_KIND, [WEIGHTS, CONFIG, METRICS], inputs=inputs, spec=spec,
-                   info={"torch": torch.__version__, "threads": torch.get_num_threads(), **metrics, **timing})
+                   info={"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+                         **metrics, **timing})
     return out
 
 
@@ -391,12 +396,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], help="a ShapesVQSettings field, key=json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (recorded, not hashed)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     if "channel_multiplier" in overrides:
         overrides["channel_multiplier"] = tuple(overrides["channel_multiplier"])
-    out = train_shapes_vq(args.out, steps=args.steps, log_every=args.log_every, **overrides)
+    out = train_shapes_vq(args.out, steps=args.steps, log_every=args.log_every, device=args.device, **overrides)
     print(json.dumps(read_manifest(out).info, indent=2))
 
 
