@@ -147,6 +147,16 @@ def test_clip_loads_a_local_checkpoint_file(clip_judge, tmp_path):
     assert "tiny.pt" in loaded.judge_id
 
 
+def test_an_inline_clip_config_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory/mkdtemp write
+    config = {**TINY_CLIP, "embed_dim": TINY_CLIP["embed_dim"] + 8}  # a name this process has not registered
+    judge = OpenClipColorClassifier(model_config=config, pretrained=None, device="cpu")
+    assert judge.text_classifier("dog", COLORS).shape == (config["embed_dim"], len(COLORS))  # built from it
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_clip_default_judge_id_and_registration():
     judge = OpenClipColorClassifier()  # lazy: nothing is loaded yet
     assert judge.judge_id == "open-clip:ViT-L-14:openai:v1" and judge._model is None

@@ -134,10 +134,12 @@ class OpenClipColorClassifier:
         """open_clip only builds named architectures: write the dict as ``<name>.json`` and add it."""
         if self.model_name in open_clip.list_models():
             return
-        folder = Path(tempfile.mkdtemp(prefix="harness-open-clip-"))
-        path = folder / f"{self.model_name}.json"
-        path.write_text(json.dumps(self.model_config))
-        open_clip.add_model_config(path)
+        # open_clip reads the file into its registry at once and skips paths that are gone on later
+        # rescans, keeping what it read, so the file need not outlive this call
+        with tempfile.TemporaryDirectory(prefix="harness-open-clip-") as folder:
+            path = Path(folder) / f"{self.model_name}.json"
+            path.write_text(json.dumps(self.model_config))
+            open_clip.add_model_config(path)
 
     def _create(self, open_clip: Any) -> tuple[torch.nn.Module, Any]:
         """The model and its evaluation transform, built the way the official script does."""
