@@ -162,6 +162,35 @@ def test_a_changed_artifact_file_is_made_again(third, first, pipeline_file):
     assert "## Lineage" in (out / "report" / "report.md").read_text()
 
 
+def test_a_pipeline_killed_during_evaluation_resumes_to_the_same_artifacts(first, pipeline_file, tmp_path):
+    """SIGKILL once evaluation has written something; the next run skips the finished stages, resumes
+    the evaluation and ends with the hashes of the uninterrupted run (``first``)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", str(pipeline_file), "--out", str(out),
+                                "--no-progress", "--threads", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 600
+    runs = out / "eval" / "runs"
+    while not (runs.is_dir() and any(runs.rglob("*.jsonl"))):  # some outputs or verdicts are written
+        assert process.poll() is None, "the pipeline ended before its evaluation wrote anything"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert _record(out)["eval"]["status"] == "started"  # killed inside the stage
+    lines = _run(pipeline_file, out)
+    assert [line.split()[0] for line in lines[:-1]] == ["skip"] * 4 + ["done", "done"]
+    assert {stage: entry["hash"] for stage, entry in _record(out).items()} == \
+        {stage: entry["hash"] for stage, entry in first[2].items()}
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 
