@@ -347,3 +347,32 @@ def test_answerer_plugin_identity():
     assert model.model_digest == ShapesAnswerer().model_digest
     assert re.fullmatch(r"[0-9a-f]{16}", model.model_digest)
     assert answerer_model.UNKNOWN == "I don't know"
+
+
+# ------------------------------------------------------------------ the questions recipe (LLaVA)
+def test_questions_recipe_exports_true_answers_about_its_own_images(tmp_path):
+    from harness.dataset_formats import read_llava
+    from harness.fileio import read_jsonl
+    from harness.recipe import RecipeSpec
+    from harness.synth import synthesize
+
+    recipe = Path(__file__).resolve().parents[1] / "examples" / "shapes-questions-recipe.yaml"
+    outcome = synthesize(RecipeSpec.load(recipe).with_overrides({"steps.0.params.count": 48}),
+                         tmp_path / "qa", show_progress=False)
+    conversations = read_llava(outcome.folder / "llava.json")
+    rows = {row["id"]: row for _, row in read_jsonl(outcome.folder / "rows.jsonl")}
+    assert len(conversations) == 48 and set(rows) == {c.id for c in conversations}
+    answers = []
+    for conversation in conversations:
+        row = rows[conversation.id]
+        (_, question), (_, answer) = conversation.turns
+        scene = Scene.from_dict(row["scene"])
+        assert question == f"<image>\n{row['question']}" and question.endswith(" Please answer yes or no.")
+        # the answer is the truth on the scene graph (checked by this file's own rule) ...
+        assert answer == ("Yes" if yes_no_truth(row["question"], scene) else "No"), row["question"]
+        # ... about the image the conversation shows, which is that scene drawn
+        with Image.open(conversation.image) as image:
+            assert np.array_equal(np.asarray(image.convert("RGB")), np.asarray(render(scene, 64)))
+        answers.append(answer)
+    assert 0.3 < answers.count("Yes") / len(answers) < 0.7  # either question of a scene, at even odds
+    assert {row["task"] for row in rows.values()} == set(understanding.MME_SUBTASKS)

@@ -210,13 +210,18 @@ _MME_BUILDERS: dict[str, Callable[[np.random.Generator], tuple[Scene, str, str]]
     "existence": _existence, "count": _count, "position": _position, "color": _color}
 
 
+def yes_no_question(subtask: str, rng: np.random.Generator) -> tuple[Scene, str, str]:
+    """A scene and its true and false questions for an MME ``subtask`` (suffix not added)."""
+    return _MME_BUILDERS[subtask](rng)
+
+
 def mme_shapes_items(per_subtask: int = 10, seed: int = 0) -> list[YesNoItem]:
     """The MME items, subtask by subtask; image i of a subtask depends only on (seed, subtask, i)."""
     items = []
     for number, subtask in enumerate(MME_SUBTASKS):
         for i in range(per_subtask):
             rng = np.random.default_rng([seed, number, i])
-            scene, yes, no = _MME_BUILDERS[subtask](rng)
+            scene, yes, no = yes_no_question(subtask, rng)
             # Stems repeat across subtasks, as MME's own image names do.
             items.append(YesNoItem(subtask, f"{i + 1:04d}", scene, yes + MME_SUFFIX, no + MME_SUFFIX))
     return items
