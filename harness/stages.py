@@ -1,5 +1,5 @@
 """Pipeline stages: the plugin interface, and the built-in stages that make data and models
-(``synth``, ``shapes-vq``, ``tiny-janus``, ``train``).
+(``synth``, ``shapes-vq``, ``tiny-janus``, ``train``, ``train-understanding``).
 
 A stage writes one artifact into its stage folder and returns a ``StageResult``; evaluation and the
 report are in ``harness.stages_eval``, the pipeline itself in ``harness.pipeline``. Heavy imports
@@ -246,20 +246,24 @@ class ShapesVQStage(Stage):
 
 
 def prompt_words(dataset: Path) -> list[str]:
-    """The words of a dataset's training prompts (ShareGPT-4o-Image layout), as the tiny Janus's
-    word-level tokenizer splits them (lowercase runs of letters and digits)."""
-    from harness.dataset_formats import read_sharegpt4o
+    """The words of a dataset's texts, as the tiny Janus's word-level tokenizer splits them (lowercase
+    runs of letters and digits): the prompts of its ShareGPT-4o-Image export and the turns of its
+    LLaVA export, whichever it has."""
+    from harness.dataset_formats import LLAVA_FILE, read_llava, read_sharegpt4o
 
-    words: set[str] = set()
-    for sample in read_sharegpt4o(dataset_json(dataset)):
-        words.update(re.findall(r"\w+", sample.prompt.lower()))
-    return sorted(words)
+    texts: list[str] = []
+    if (dataset / LLAVA_FILE).is_file():
+        texts += [value for conversation in read_llava(dataset / LLAVA_FILE) for _, value in conversation.turns]
+    if (dataset / "sharegpt4o.json").is_file() or not texts:
+        texts += [sample.prompt for sample in read_sharegpt4o(dataset_json(dataset))]
+    return sorted({word for text in texts for word in re.findall(r"\w+", text.lower())})
 
 
 def dataset_json(folder: Path) -> Path:
     path = folder / "sharegpt4o.json"
     if not path.is_file():
-        raise HarnessError(f"{folder} has no sharegpt4o.json: add sharegpt4o to the recipe's export list")
+        raise HarnessError(f"{folder} has no sharegpt4o.json: add sharegpt4o to the recipe's export list"
+                           " (or llava, for the words of a tiny Janus)")
     return path
 
 
@@ -267,7 +271,7 @@ def dataset_json(folder: Path) -> Path:
 class TinyJanusStage(Stage):
     """A tiny randomly initialised Janus checkpoint. Params: ``vq`` (a shapes-vq stage whose
     tokenizer it carries; without it, the random VQ of ``build_tiny_janus``), ``words`` (a synth
-    stage whose prompt words its tokenizer learns), ``hidden``, ``layers``, ``seed``."""
+    stage whose prompt or conversation words its tokenizer learns), ``hidden``, ``layers``, ``seed``."""
 
     output = "model"
 
@@ -339,8 +343,7 @@ class TrainStage(Stage):
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
         check_keys(params, {"model", "data"} | _train_fields(), {"model", "data"})
         self._config(params)
-        return [Ref("model", stage_name(params, "model"), ("model",)),
-                Ref("data", stage_name(params, "data"), ("dataset",))]
+        return _model_and_data(params)
 
     def _config(self, params: Mapping[str, Any]):
         from trainers.janus4o.loop import TrainConfig
@@ -359,6 +362,53 @@ class TrainStage(Stage):
 
         base, data = inputs[params["model"]], inputs[params["data"]]
         model = train(base.target, dataset_json(data.folder), folder, self._config(params))
+        return manifest_result(folder, _train_facts(folder), path=model)
+
+
+def _model_and_data(params: Mapping[str, Any]) -> list[Ref]:
+    return [Ref("model", stage_name(params, "model"), ("model",)),
+            Ref("data", stage_name(params, "data"), ("dataset",))]
+
+
+@register("stage", "train-understanding")
+class UnderstandingStage(Stage):
+    """Understanding SFT (``trainers.janus4o.understanding``) on LLaVA-layout conversations: caption
+    or question-answer recipes (ShareGPT4V, ``shapes-questions``), to be measured on MME and MMBench.
+    Params: ``model`` (a model stage), ``data`` (a synth stage exporting llava), and any
+    ``UnderstandingConfig`` field (``epochs``, ``global_batch``, ``learning_rate``, ``freeze_vision``, ...)."""
+
+    output = "model"
+
+    def check(self, params: Mapping[str, Any]) -> list[Ref]:
+        from trainers.janus4o.understanding import UnderstandingConfig
+
+        fields = {f.name for f in dataclasses.fields(UnderstandingConfig)}
+        check_keys(params, {"model", "data"} | fields, {"model", "data"})
+        self._config(params)
+        return _model_and_data(params)
+
+    @staticmethod
+    def _config(params: Mapping[str, Any]):
+        from trainers.janus4o.understanding import UnderstandingConfig
+
+        return UnderstandingConfig(**typed_settings(UnderstandingConfig, {
+            k: v for k, v in params.items() if k not in ("model", "data")}))
+
+    def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
+        settings = dataclasses.asdict(self._config(params))
+        settings.pop("device")  # where it runs does not pick the samples or the settings
+        return {"model": params["model"], "data": params["data"], "config": settings}
+
+    def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
+            ctx: StageContext) -> StageResult:
+        from harness.dataset_formats import LLAVA_FILE
+        from trainers.janus4o.understanding import train_understanding
+
+        base, data = inputs[params["model"]], inputs[params["data"]]
+        conversations = data.folder / LLAVA_FILE
+        if not conversations.is_file():
+            raise HarnessError(f"{data.folder} has no {LLAVA_FILE}: add llava to the recipe's export list")
+        model = train_understanding(base.target, conversations, folder, self._config(params))
         return manifest_result(folder, _train_facts(folder), path=model)
 
 
