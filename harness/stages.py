@@ -249,20 +249,22 @@ def prompt_words(dataset: Path) -> list[str]:
     """The words of a dataset's texts, as the tiny Janus's word-level tokenizer splits them (lowercase
     runs of letters and digits): the prompts of its ShareGPT-4o-Image export and the turns of its
     LLaVA export, whichever it has."""
-    from harness.dataset_formats import LLAVA_FILE, read_llava, read_sharegpt4o
+    from harness.dataset_formats import LLAVA_FILE, SHAREGPT4O_FILE, read_llava, read_sharegpt4o
 
     texts: list[str] = []
     if (dataset / LLAVA_FILE).is_file():
         texts += [value for conversation in read_llava(dataset / LLAVA_FILE) for _, value in conversation.turns]
-    if (dataset / "sharegpt4o.json").is_file() or not texts:
+    if (dataset / SHAREGPT4O_FILE).is_file() or not texts:
         texts += [sample.prompt for sample in read_sharegpt4o(dataset_json(dataset))]
     return sorted({word for text in texts for word in re.findall(r"\w+", text.lower())})
 
 
 def dataset_json(folder: Path) -> Path:
-    path = folder / "sharegpt4o.json"
+    from harness.dataset_formats import SHAREGPT4O_FILE
+
+    path = folder / SHAREGPT4O_FILE
     if not path.is_file():
-        raise HarnessError(f"{folder} has no sharegpt4o.json: add sharegpt4o to the recipe's export list"
+        raise HarnessError(f"{folder} has no {SHAREGPT4O_FILE}: add sharegpt4o to the recipe's export list"
                            " (or llava, for the words of a tiny Janus)")
     return path
 
@@ -348,8 +350,7 @@ class TrainStage(Stage):
     def _config(self, params: Mapping[str, Any]):
         from trainers.janus4o.loop import TrainConfig
 
-        settings = typed_settings(TrainConfig, {k: v for k, v in params.items() if k not in ("model", "data")})
-        return TrainConfig(**{"checkpoint_every": self.default_checkpoint_every, **settings})
+        return _trainer_config(TrainConfig, params, checkpoint_every=self.default_checkpoint_every)
 
     def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
         # the trainer's own identity: checkpoint cadence, device and engine do not change the weights,
@@ -368,6 +369,11 @@ class TrainStage(Stage):
 def _model_and_data(params: Mapping[str, Any]) -> list[Ref]:
     return [Ref("model", stage_name(params, "model"), ("model",)),
             Ref("data", stage_name(params, "data"), ("dataset",))]
+
+
+def _trainer_config(cls: type, params: Mapping[str, Any], **defaults: Any) -> Any:
+    """The trainer's config dataclass from a training stage's params (less ``model`` and ``data``)."""
+    return cls(**{**defaults, **typed_settings(cls, {k: v for k, v in params.items() if k not in ("model", "data")})})
 
 
 @register("stage", "train-understanding")
@@ -391,8 +397,7 @@ class UnderstandingStage(Stage):
     def _config(params: Mapping[str, Any]):
         from trainers.janus4o.understanding import UnderstandingConfig
 
-        return UnderstandingConfig(**typed_settings(UnderstandingConfig, {
-            k: v for k, v in params.items() if k not in ("model", "data")}))
+        return _trainer_config(UnderstandingConfig, params)
 
     def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
         settings = dataclasses.asdict(self._config(params))

@@ -1,5 +1,6 @@
 """Shared test setup: never touch the network; small helpers used by several test files."""
 import os
+from pathlib import Path
 
 # set before transformers / huggingface_hub are imported anywhere
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -50,7 +51,8 @@ def dataset(tmp_path_factory):
     from harness.recipe import RecipeSpec
     from harness.synth import synthesize
 
-    spec = RecipeSpec.load("examples/shapes-recipe.yaml").with_overrides(
+    recipe = Path(__file__).resolve().parents[1] / "examples" / "shapes-recipe.yaml"
+    spec = RecipeSpec.load(recipe).with_overrides(
         {"steps.0.params.t2i": 8, "steps.0.params.edits": 4})
     folder = synthesize(spec, out=tmp_path_factory.mktemp("shapes"), show_progress=False).folder
     return folder / "sharegpt4o.json"
@@ -58,10 +60,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, dataset, one_torch_thread):
-    import re
-
-    from harness.dataset_formats import read_sharegpt4o
     from harness.models.tiny_janus import build_tiny_janus
+    from harness.stages import prompt_words
 
-    words = {w for s in read_sharegpt4o(dataset) for w in re.findall(r"[a-z]+", s.prompt.lower())}
-    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=sorted(words))
+    return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=prompt_words(dataset.parent))
