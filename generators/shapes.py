@@ -16,10 +16,10 @@ import numpy as np
 
 from harness.recipe import Source, Step, StepContext
 from harness.registry import register
-from harness.shapes.edits import EDIT_TYPES, apply_edits, instruction_for, random_edit
-from harness.shapes.prompts import TAGS, random_geneval_prompt
-from harness.shapes.understanding import MME_SUBTASKS, MME_SUFFIX, yes_no_question
-from harness.shapes.world import BACKGROUNDS, Scene, render, scene_for_metadata
+from shapes.edits import EDIT_TYPES, apply_edits, instruction_for, random_edit
+from shapes.prompts import TAGS, random_geneval_prompt
+from shapes.understanding import MME_SUBTASKS, MME_SUFFIX, yes_no_question
+from shapes.world import BACKGROUNDS, Scene, render, scene_for_metadata
 
 
 @register("generator", "shapes-world")

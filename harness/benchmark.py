@@ -3,14 +3,44 @@
 A benchmark is a small package under ``benchmarks/`` that subclasses :class:`Benchmark` and
 registers itself (``@register("benchmark", "geneval")``). The runner does the rest (caching,
 resuming, sharding, failure accounting) and never branches on benchmark names.
+
+A benchmark also describes itself to reports (``published_scale``, ``leaderboard_columns``,
+``gate_margin``, ``official_items``): reports ask the benchmark class, never a table keyed by name.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from harness.models.base import Request
 from harness.schema import SampleRecord
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """What a benchmark's published scores may hold, on the harness's scale (checked when
+    ``reports/published.yaml`` is read)."""
+
+    low: float
+    high: float
+    breakdown: str = ""  # key of the per-category dict ("" = none)
+    categories: tuple[str, ...] | None = None  # allowed category names (None = any)
+    headline_is_mean: bool = False  # overall = mean of a complete breakdown (checked to the printed digit)
+    extra: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # other numbers and their ranges
+    part_range: tuple[float, float] | None = None  # range of one category (default: low, high)
+    #: score key -> the keys it is the sum of (MME: overall = perception + cognition)
+    sums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A leaderboard column: ``key`` of the benchmark's scores, printed with ``decimals``."""
+
+    label: str
+    key: str
+    decimals: int
+    scale: str  # shown under the label ("0-1", "1-5, judge-dependent")
 
 
 class Benchmark:
@@ -42,6 +72,14 @@ class Benchmark:
     paired_test: ClassVar[str] = "bootstrap"
     breakdown_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
     scale_note: ClassVar[str] = ""
+    #: what published numbers may hold (None: the benchmark has no published numbers)
+    published_scale: ClassVar[ScoreScale | None] = None
+    #: the benchmark's columns on a leaderboard (default: one column, ``overall``)
+    leaderboard_columns: ClassVar[tuple[Column, ...]] = ()
+    #: the gate's default non-inferiority margin, in headline units, and the item count it was
+    #: derived for (None: the gate needs a margin on the command line)
+    gate_margin: ClassVar[float | None] = None
+    official_items: ClassVar[int | None] = None
 
     @property
     def protocol(self) -> dict[str, Any]:

@@ -14,11 +14,12 @@ Readers check every record and name the file and the record at fault.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_text
 
 SHAREGPT4O_FILE = "sharegpt4o.json"
@@ -160,3 +161,23 @@ def read_llava(path: str | Path) -> list[Conversation]:
         records.append(Conversation(str(record.get("id", index)), image,
                                     tuple((t["from"], t["value"]) for t in turns)))
     return records
+
+
+def prompt_words(dataset: Path) -> list[str]:
+    """The words of a dataset's texts, as the tiny Janus's word-level tokenizer splits them (lowercase
+    runs of letters and digits): the prompts of its ShareGPT-4o-Image export and the turns of its
+    LLaVA export, whichever it has."""
+    texts: list[str] = []
+    if (dataset / LLAVA_FILE).is_file():
+        texts += [value for conversation in read_llava(dataset / LLAVA_FILE) for _, value in conversation.turns]
+    if (dataset / SHAREGPT4O_FILE).is_file() or not texts:
+        texts += [sample.prompt for sample in read_sharegpt4o(dataset_json(dataset))]
+    return sorted({word for text in texts for word in re.findall(r"\w+", text.lower())})
+
+
+def dataset_json(folder: Path) -> Path:
+    path = folder / SHAREGPT4O_FILE
+    if not path.is_file():
+        raise HarnessError(f"{folder} has no {SHAREGPT4O_FILE}: add sharegpt4o to the recipe's export list"
+                           " (or llava, for the words of a tiny Janus)")
+    return path

@@ -11,7 +11,7 @@ A pipeline file::
       - {name: trained, kind: train, params: {model: untrained, data: data, epochs: 1}}
       ...
 
-Each stage is a plugin (``@register("stage", KIND)``, see ``harness.stages``) that writes one
+Each stage is a plugin (``@register("stage", KIND)``, see ``harness.stage``) that writes one
 artifact (a folder with ``artifact.json``) into ``OUT/<stage name>/``. Parameters that name an
 earlier stage are that stage's output; a stage sees the results of the stages it needs.
 
@@ -40,7 +40,7 @@ from harness.artifacts import read_manifest, verify
 from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_value
-from harness.stages import STAGE_NAME, Ref, Stage, StageContext, StageResult, stage_plugin
+from harness.stage import STAGE_NAME, Ref, Stage, StageContext, StageResult, stage_plugin
 
 PIPELINE_VERSION = 1
 RECORD = "pipeline.json"

@@ -1,18 +1,18 @@
 """A small plugin registry.
 
-Inside the project, plugins register with a decorator::
+Plugins register with a decorator::
 
     @register("detector", "shapes")
     class ShapesDetector: ...
 
-Outside packages declare an entry point in the group ``harness.plugins`` whose value is a module
-(or any object); loading it imports the module, whose decorators register its plugins. Lookups of
-an unknown name fail with the closest known names ("did you mean ...").
+and a package makes its plugin modules known through the entry-point group ``harness.plugins``
+(one line per module; the value is a module, whose import runs its decorators). The project's own
+packages do exactly what an outside package does, in ``pyproject.toml``; the kernel names no plugin.
+Lookups of an unknown name fail with the closest known names ("did you mean ...").
 """
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -21,45 +21,22 @@ from harness.errors import InputError
 
 ENTRY_POINT_GROUP = "harness.plugins"
 
-#: kinds of plugin the harness knows about
-KINDS = ("model", "detector", "color_classifier", "chat", "vqa", "benchmark", "generator", "trainer", "judge",
-         "stage")
-
-# Modules inside the project whose import registers the built-in plugins. Listed here, rather than
-# discovered by walking packages, so that importing the harness stays cheap and explicit.
-BUILTIN_MODULES = (
-    "harness.models.janus",
-    "harness.judges.mask2former_hf",
-    "harness.judges.mmdet_mask2former",
-    "harness.judges.precomputed",
-    "harness.judges.clip_color",
-    "harness.shapes.detector",
-    "harness.shapes.renderer_model",
-    "harness.shapes.answerer_model",
-    "harness.shapes.vqa_judge",
-    "harness.shapes.editor_model",
-    "harness.shapes.edit_judge",
-    "harness.models.openai_chat",
-    "harness.models.openai_images",
-    "harness.judges.chat",
-    "harness.judges.vqa",
-    "benchmarks.geneval",
-    "benchmarks.mme",
-    "benchmarks.mmbench",
-    "benchmarks.dpg",
-    "benchmarks.imgedit",
-    "generators.sources",
-    "generators.image_steps",
-    "generators.shapes",
-    "generators.sharegpt4o",
-    "generators.sharegpt4v",
-    "generators.gpt_image_edit",
-    "generators.filters",
-    "harness.stages",
-    "harness.stages_eval",
-)
+#: kinds of plugin the kernel knows about; a package may declare more (``declare_kind``) for its own
+#: extension points (GenEval's prompt sets, say)
+KINDS = ["model", "detector", "color_classifier", "chat", "vqa", "benchmark", "generator", "trainer", "judge",
+         "stage", "command", "rescore"]
 
 _registry: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+
+
+def declare_kind(kind: str) -> str:
+    """Add a plugin kind (idempotent); returns it, so a package can write ``KIND = declare_kind(...)``."""
+    if kind not in _registry:
+        KINDS.append(kind)
+        _registry[kind] = {}
+    return kind
+
+
 _loaded = False
 
 
@@ -90,14 +67,17 @@ def _describe(obj: Any) -> str:
 
 
 def load_plugins() -> None:
-    """Import the built-in plugin modules and every ``harness.plugins`` entry point (once)."""
+    """Import every module named in the ``harness.plugins`` entry-point group (once): the project's
+    own packages are listed there in ``pyproject.toml`` exactly as an outside package would list its."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    found = entry_points(group=ENTRY_POINT_GROUP)
+    if not any(ep.value.split(".")[0] == "harness" for ep in found):
+        raise RuntimeError("the harness's own plugins are not registered: install the project "
+                           "(pip install -e .) so that its harness.plugins entry points exist")
+    for ep in sorted(found, key=lambda ep: ep.name):
         try:
             ep.load()
         except Exception as exc:  # a broken third-party plugin must not break the harness

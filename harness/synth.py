@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from harness import registry
 from harness.artifacts import Artifact, read_manifest, verify, write_manifest
@@ -34,8 +34,10 @@ from harness.dataset_formats import EXPORTS
 from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_bytes, atomic_write_text, write_jsonl
 from harness.hashing import hash_value
+from harness.registry import register
 from harness.recipe import (IMAGE_DIR, Drop, Failure, RecipeSpec, Source, Step, StepContext,
                             plugin_identity, row_key)
+from harness.stage import Ref, Stage, StageContext, StageResult, check_keys
 
 RECIPE_FILE = "recipe.yaml"
 ROWS_FILE = "rows.jsonl"
@@ -276,3 +278,38 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="row", file=sys.stderr, leave=False)
+
+
+@register("stage", "synth")
+class SynthStage(Stage):
+    """Run a data recipe. Params: ``recipe`` (path, relative to the pipeline file), ``overrides``
+    (the recipe's dotted overrides, e.g. ``{steps.0.params.t2i: 20}``)."""
+
+    output = "dataset"
+
+    def check(self, params: Mapping[str, Any]) -> list[Ref]:
+        check_keys(params, {"recipe", "overrides"}, {"recipe"})
+        if not isinstance(params["recipe"], str):
+            raise ValueError(f"recipe must be a path, got {params['recipe']!r}")
+        if not isinstance(params.get("overrides") or {}, Mapping):
+            raise ValueError("overrides must be a mapping of dotted keys to values")
+        return []
+
+    def _recipe(self, params: Mapping[str, Any], ctx: StageContext):
+        recipe = RecipeSpec.load(ctx.resolve(params["recipe"]))
+        return recipe.with_overrides(params["overrides"]) if params.get("overrides") else recipe
+
+    def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
+        recipe = self._recipe(params, ctx)  # the recipe's content, not its path
+        plugins = build_plugins(recipe)
+        return {"recipe": recipe.identity(plugins), "sources": plugins[0].input_hashes()}
+
+    def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
+            ctx: StageContext) -> StageResult:
+        outcome = synthesize(self._recipe(params, ctx), out=folder, show_progress=ctx.show_progress)
+        info = outcome.artifact.info
+        if info.get("failed"):
+            raise HarnessError(f"{info['failed']} rows of the recipe failed (see {folder / 'failures.jsonl'}); "
+                               "run the pipeline again to retry them")
+        facts = {"rows": info.get("rows", 0), "dropped": info.get("dropped", 0), "cost_usd": info.get("cost_usd", 0)}
+        return StageResult(folder, outcome.artifact.hash, facts)

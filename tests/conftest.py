@@ -25,7 +25,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory, one_torch_thread_session):
     """One small finished demo (all five benchmarks, two models each) shared by the report tests."""
-    from harness.demo import DemoSize, run_demo
+    from demo.tour import DemoSize, run_demo
 
     out = tmp_path_factory.mktemp("demo")
     size = DemoSize(per_tag=2, images_per_prompt=2, mme_images_per_subtask=3, mmbench_questions=12,
@@ -61,6 +61,6 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, dataset, one_torch_thread):
     from harness.models.tiny_janus import build_tiny_janus
-    from harness.stages import prompt_words
+    from harness.dataset_formats import prompt_words
 
     return build_tiny_janus(tmp_path_factory.mktemp("tiny"), words=prompt_words(dataset.parent))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.runner import JudgeFailureRateError, evaluate, load_records
-from harness.shapes.edits import write_imgedit_shapes
+from shapes.edits import write_imgedit_shapes
 from harness.spec import ComponentSpec, RunSpec
 from harness.testing.fake_openai import Fault, FakeOpenAIServer
 

@@ -11,7 +11,7 @@ from harness.models import janus_edit
 from harness.models.base import InputImage, Request
 from harness.models.janus import JanusAdapter
 from harness.models.tiny_janus import ASSISTANT, BOI, BOS, EOI, IMAGE, PAD, USER, build_tiny_janus
-from harness.shapes.world import Scene, ShapeObject, render
+from shapes.world import Scene, ShapeObject, render
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

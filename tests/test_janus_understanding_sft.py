@@ -24,7 +24,7 @@ SCENES = [("red", "circle", "blue", "square"), ("green", "triangle", "yellow", "
 
 @pytest.fixture(scope="module")
 def llava_json(tmp_path_factory, one_torch_thread):
-    from harness.shapes.world import Scene, ShapeObject, render
+    from shapes.world import Scene, ShapeObject, render
 
     folder = tmp_path_factory.mktemp("captions")
     records = []

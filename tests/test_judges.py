@@ -23,8 +23,8 @@ from benchmarks.geneval.data import COLORS, load_class_names
 from harness.errors import HarnessError
 from harness.judges.base import ColorClassifier, Detection, ObjectDetector
 from harness.judges.clip_color import OpenClipColorClassifier, build_crop
-from harness.judges.mask2former_hf import HFMask2FormerDetector, normalise_label
-from harness.judges.mmdet_mask2former import MMDetMask2FormerDetector, detections_from_mmdet_result
+from benchmarks.geneval.judges.mask2former_hf import HFMask2FormerDetector, normalise_label
+from benchmarks.geneval.judges.mmdet_mask2former import MMDetMask2FormerDetector, detections_from_mmdet_result
 
 CLASS_NAMES = load_class_names()
 GRAY = 0x99  # "#999"

@@ -259,7 +259,7 @@ def test_a_folder_that_is_not_a_pipeline_folder_is_refused(tmp_path, capsys):
 
 
 def test_the_example_pipeline_loads_with_every_shapes_benchmark():
-    from harness.stages import StageContext, stage_plugin
+    from harness.stage import StageContext, stage_plugin
 
     path = RECIPE.parent / "shapes-pipeline.yaml"
     spec = PipelineSpec.load(path)
@@ -291,7 +291,7 @@ def test_a_vq_patch_size_that_is_not_a_power_of_two_is_refused_at_load(tmp_path,
 
 
 def test_training_numbers_in_yaml_exponent_form_are_numbers_and_checkpoint_cadence_is_not_identity(tmp_path):
-    from harness.stages import StageContext, stage_plugin
+    from harness.stage import StageContext, stage_plugin
 
     path = tmp_path / "p.yaml"  # YAML 1.1 reads 5e-6 (no dot) as a string
     path.write_text(HEAD + "  - {name: m, kind: tiny-janus}\n"

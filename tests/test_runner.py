@@ -89,7 +89,7 @@ def test_torchrun_two_ranks_equal_one_process(tmp_path, model_dir):
 def test_a_corrupt_output_is_a_counted_judge_failure_not_a_wrong_answer(tmp_path):
     from harness.runner import LazyJudges, _score_isolating_failures, build_benchmark, build_judges
     from harness.images import save_png
-    from harness.shapes.renderer_model import ShapesRenderer
+    from shapes.renderer_model import ShapesRenderer
 
     spec = renderer_spec(per_tag=1, images_per_prompt=2)
     benchmark = build_benchmark(spec)
@@ -150,7 +150,7 @@ def _write_detections(path, entries):
 def test_judge_failures_are_retried_and_changed_judge_files_are_rejudged(tmp_path):
     """Failures are not cached; a judge file changed at the same path invalidates old verdicts;
     a failing single-sample batch is a recorded failure, not a crash."""
-    from harness.shapes.detector import ShapesDetector
+    from shapes.detector import ShapesDetector
 
     shapes_run = evaluate(renderer_spec(per_tag=1, images_per_prompt=2), tmp_path / "shapes",
                           cache_dir=tmp_path / "cache", show_progress=False)

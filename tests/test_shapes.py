@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from harness.judges.base import ColorClassifier, Detection, ObjectDetector
-from harness.shapes import world
-from harness.shapes.detector import ShapesColorClassifier, ShapesDetector
-from harness.shapes.prompts import TAGS, geneval_prompts
-from harness.shapes.world import (BACKGROUNDS, COLORS, PALETTE, SHAPES, Scene, ShapeObject,
-                                  random_scene, render, scene_for_metadata)
+from shapes import world
+from shapes.detector import ShapesColorClassifier, ShapesDetector
+from shapes.prompts import TAGS, geneval_prompts
+from shapes.world import (BACKGROUNDS, COLORS, PALETTE, SHAPES, Scene, ShapeObject,
+                          random_scene, render, scene_for_metadata)
 
 OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 

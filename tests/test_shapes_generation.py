@@ -3,7 +3,7 @@ and ImgEdit-style edits with the procedural editor and edit judge.
 
 Files are read back with pandas / json; truths are re-derived here from the scene graph with rules
 written in this file (GenEval's relation rule from PROTOCOLS.md 1.4, the proposition semantics of
-``harness.shapes.dense``), and ImgEdit replies are parsed with the step-1 rule of PROTOCOLS.md 3.4.
+``shapes.dense``), and ImgEdit replies are parsed with the step-1 rule of PROTOCOLS.md 3.4.
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ import pytest
 from harness import registry
 from harness.judges.base import ChatJudge, ChatPrompt, VQAJudge
 from harness.models.base import InputImage, Request
-from harness.shapes import dense, edits
-from harness.shapes.dense import (DenseSpec, Group, GroupRelation, describe, dpg_shapes_items,
-                                  parse_dense_prompt, propositions, write_dpg_shapes)
-from harness.shapes.edit_judge import ShapesEditJudge
-from harness.shapes.editor_model import ShapesEditor
-from harness.shapes.edits import Edit, imgedit_shapes_items, parse_instruction, write_imgedit_shapes
-from harness.shapes.renderer_model import ShapesRenderer
-from harness.shapes.vqa_judge import ShapesVQA
-from harness.shapes.world import Scene, ShapeObject, render
+from shapes import dense, edits
+from shapes.dense import (DenseSpec, Group, GroupRelation, describe, dpg_shapes_items,
+                          parse_dense_prompt, propositions, write_dpg_shapes)
+from shapes.edit_judge import ShapesEditJudge
+from shapes.editor_model import ShapesEditor
+from shapes.edits import Edit, imgedit_shapes_items, parse_instruction, write_imgedit_shapes
+from shapes.renderer_model import ShapesRenderer
+from shapes.vqa_judge import ShapesVQA
+from shapes.world import Scene, ShapeObject, render
 
 COLUMNS = ["item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
            "category_detailed", "tuple", "question_natural_language"]
@@ -51,7 +51,7 @@ def geneval_relations(a, b) -> set[str]:
 
 
 def tuple_truth(tuple_text: str, scene: Scene) -> bool:
-    """Whether a proposition's tuple holds on a scene graph (semantics of harness.shapes.dense)."""
+    """Whether a proposition's tuple holds on a scene graph (semantics of shapes.dense)."""
     match = _TUPLE.match(tuple_text)
     l2, args = match.group("l2").strip(), [a.strip() for a in match.group("args").split(",")]
     if l2 == "global -":

@@ -19,13 +19,13 @@ from PIL import Image
 
 from harness import registry
 from harness.models.base import InputImage, Request
-from harness.shapes import answerer_model
-from harness.shapes.answerer_model import ShapesAnswerer
-from harness.shapes import understanding
-from harness.shapes.understanding import mme_shapes_items, write_mme_shapes
-from harness.shapes.understanding_mmbench import (circular_passes, mmbench_shapes_items,
-                                                  write_mmbench_shapes)
-from harness.shapes.world import Scene, ShapeObject, render
+from shapes import answerer_model
+from shapes.answerer_model import ShapesAnswerer
+from shapes import understanding
+from shapes.understanding import mme_shapes_items, write_mme_shapes
+from shapes.understanding_mmbench import (circular_passes, mmbench_shapes_items,
+                                          write_mmbench_shapes)
+from shapes.world import Scene, ShapeObject, render
 
 SUFFIX = " Please answer yes or no."
 LLAVA_MME = "\nAnswer the question using a single word or phrase."
@@ -235,7 +235,7 @@ def test_mmbench_categories_and_truth():
 
 def test_mmbench_legacy_layout(tmp_path):
     modern = pd.read_csv(write_mmbench_shapes(tmp_path / "m.tsv", questions=8, seed=2), sep="\t")
-    legacy = pd.read_csv(understanding.write_mmbench_shapes(tmp_path / "l.tsv", questions=8, seed=2,
+    legacy = pd.read_csv(write_mmbench_shapes(tmp_path / "l.tsv", questions=8, seed=2,
                                                          legacy=True), sep="\t")
     assert {"source", "comment"} <= set(legacy.columns)
     assert set(legacy.columns) - {"source", "comment"} == set(modern.columns)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.models.base import Request
-from harness.shapes.world import SHAPES, Scene, ShapeObject, render
+from shapes.world import SHAPES, Scene, ShapeObject, render
 from trainers import shapes_vq
 from trainers.shapes_vq import (load_vq, reconstruct, scene_read_correctly, tiny_janus_with_vq,
                                 to_pixels, train_shapes_vq)

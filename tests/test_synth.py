@@ -14,8 +14,8 @@ from harness.dataset_formats import read_sharegpt4o
 from harness.errors import HarnessError, InputError
 from harness.fileio import read_jsonl
 from harness.recipe import RecipeSpec
-from harness.shapes.detector import ShapesDetector
-from harness.shapes.world import Scene, render
+from shapes.detector import ShapesDetector
+from shapes.world import Scene, render
 from harness.synth import synthesize
 from harness.testing.fake_openai import Fault, FakeOpenAIServer
 

@@ -10,8 +10,9 @@ import pytest
 from harness.models.base import Request
 from harness.registry import register
 from harness.runner import evaluate, load_records
-from harness.shapes.answerer_model import ShapesAnswerer
-from harness.shapes.understanding import write_mmbench_shapes, write_mme_shapes
+from shapes.answerer_model import ShapesAnswerer
+from shapes.understanding import write_mme_shapes
+from shapes.understanding_mmbench import write_mmbench_shapes
 from harness.spec import ComponentSpec, RunSpec
 from harness.testing.fake_openai import Fault, FakeOpenAIServer
 

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 from harness.artifacts import read_manifest, verify, write_manifest
 from harness.hashing import hash_value
-from harness.shapes.prompts import random_geneval_prompt
-from harness.shapes.world import Scene, render, scene_for_metadata
+from shapes.prompts import random_geneval_prompt
+from shapes.world import Scene, render, scene_for_metadata
 
 ARTIFACT_KIND = "vq-tokenizer"
 TRAINER_VERSION = "shapes-vq/1"
@@ -196,7 +196,7 @@ def scene_read_correctly(scene: Scene, detections: Sequence[Any], image_size: in
 def reconstruction_accuracy(vq, scenes: Sequence[Scene], image_size: int = 64, min_score: float = 0.9,
                             position_tolerance: float | None = 0.1, batch_size: int = 64) -> float:
     """Share of ``scenes`` whose VQ reconstruction the shapes detector reads correctly."""
-    from harness.shapes.detector import ShapesDetector
+    from shapes.detector import ShapesDetector
 
     detector = ShapesDetector()
     correct = 0

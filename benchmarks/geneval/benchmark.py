@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks.geneval import aggregate, results_io
-from benchmarks.geneval.data import COLORS, load_class_names, load_metadata
+from benchmarks.geneval.data import COLORS, PROMPT_SET, load_class_names, load_metadata
 from benchmarks.geneval.rules import GenEvalOptions, score_image
+from harness import registry
 from harness.benchmark import Benchmark
 from harness.errors import InputError
 from harness.fileio import atomic_write_text
@@ -31,13 +32,12 @@ RULE_OPTIONS = ("threshold", "counting_threshold", "max_objects", "max_overlap",
 
 
 def load_prompt_set(prompts: str, per_tag: int, prompt_seed: int) -> list[dict]:
-    """``official`` (the packaged 553 prompts), ``shapes`` (the shapes world), or a metadata path."""
+    """``official`` (the packaged 553 prompts), a registered prompt set (``PROMPT_SET`` plugins, e.g.
+    the shapes world's ``shapes``), or a metadata path."""
     if prompts == "official":
         return load_metadata()
-    if prompts == "shapes":
-        from harness.shapes.prompts import geneval_prompts
-
-        return geneval_prompts(per_tag=per_tag, seed=prompt_seed)
+    if prompts in registry.names(PROMPT_SET):
+        return registry.get(PROMPT_SET, prompts)(per_tag=per_tag, seed=prompt_seed)
     return load_metadata(prompts)
 
 
@@ -46,7 +46,7 @@ class GenEval(Benchmark):
     """GenEval (djghosh13/geneval): 553 prompts x 4 images, detector + CLIP colour rules.
 
     Args:
-        prompts: ``"official"``, ``"shapes"`` or the path of an ``evaluation_metadata.jsonl``.
+        prompts: ``"official"``, a registered prompt set (``"shapes"``) or the path of an ``evaluation_metadata.jsonl``.
         images_per_prompt: 4 in the official protocol.
         per_tag, prompt_seed: size and seed of the shapes-world prompt set (ignored otherwise).
         options: the official ``--options`` (threshold, counting_threshold, max_objects,
@@ -77,12 +77,14 @@ class GenEval(Benchmark):
                              f"{JUDGE_SIDE_OPTIONS[key]} judge's params instead")
         self.options = GenEvalOptions.from_options({key: str(value) for key, value in options.items()})
         self.class_names_file = class_names_file
-        self.class_order = load_class_names(class_names_file) if prompts != "shapes" else None
+        named = prompts in registry.names(PROMPT_SET)  # a prompt set of its own world, not COCO's classes
+        self.class_order = None if named else load_class_names(class_names_file)
+        self.prompt_set_name = prompts if named or prompts == "official" else "custom"
 
     @property
     def protocol(self) -> dict[str, Any]:
         return {
-            "prompt_set": self.prompt_set if self.prompt_set in ("official", "shapes") else "custom",
+            "prompt_set": self.prompt_set_name,
             "metadata_hash": hash_value(self.metadata),
             "prompts": len(self.metadata),
             "images_per_prompt": self.images_per_prompt,

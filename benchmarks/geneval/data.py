@@ -10,6 +10,11 @@ from pathlib import Path
 
 from harness.errors import InputError
 from harness.fileio import read_jsonl
+from harness.registry import declare_kind
+
+#: plugin kind of a named prompt set (``prompts: NAME`` in a spec): a function (per_tag, seed) -> the
+#: metadata rows, as ``evaluation_metadata.jsonl`` holds them (the shapes world registers ``shapes``)
+PROMPT_SET = declare_kind("geneval-prompt-set")
 
 TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.mmbench import official_io
 from benchmarks.mmbench.circular import (L2_ABBREVIATIONS, PassOutcome, accuracy_rows, aggregate,
-                                        question_outcomes)
+                                         question_outcomes)
 from benchmarks.mmbench.data import MMBenchRow, load_mmbench
 from benchmarks.mmbench.extract import DEFAULT_RULE_VERSION, rules_for
 from benchmarks.mmbench.matching import (MAX_JUDGE_ATTEMPTS, ChoiceItem, check_fallback_mode,

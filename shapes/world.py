@@ -1,7 +1,7 @@
 """The shapes world: flat coloured shapes on plain backgrounds, with a scene graph and a renderer.
 
 It is the harness's offline stand-in for photographs: a closed vocabulary that a pixel-only
-detector (``harness.shapes.detector``) reads back almost perfectly, so the GenEval protocol can be
+detector (``shapes.detector``) reads back almost perfectly, so the GenEval protocol can be
 exercised end to end with no downloads. Coordinates are normalised to [0, 1], y pointing down.
 
 Design choices, each made so that pixels are unambiguous at 64x64:

@@ -1,6 +1,6 @@
 """``shapes-vqa``: a pixel-only stand-in for DPG-Bench's mPLUG VQA judge on shapes-world images.
 
-It answers the dense questions of ``harness.shapes.dense`` (found by the same templates that wrote
+It answers the dense questions of ``shapes.dense`` (found by the same templates that wrote
 them) from what the shapes detector sees, never from a scene graph, and replies in mPLUG's style:
 the lower-case words "yes" or "no". A question it cannot parse gets "unknown", which DPG's exact
 match on "yes" scores as a miss, so a foreign question is visible in the detail file rather than
@@ -20,12 +20,12 @@ from PIL import Image
 
 from harness.judges.base import Detection
 from harness.registry import register
-from harness.shapes.answerer_model import MIN_SCORE
-from harness.shapes.answerer_model import _background as background_words  # same reading as MME/MMBench
-from harness.shapes.dense import parse_dense_question
-from harness.shapes.detector import ShapesDetector
-from harness.shapes.understanding import BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS
-from harness.shapes.world import relations
+from shapes.answerer_model import MIN_SCORE
+from shapes.answerer_model import _background as background_words  # same reading as MME/MMBench
+from shapes.dense import parse_dense_question
+from shapes.detector import ShapesDetector
+from shapes.understanding import BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS
+from shapes.world import relations
 
 VERSION = "1"
 #: (colour word, texture word) -> background name; the five backgrounds differ in at least one
@@ -69,7 +69,7 @@ def _all_in_relation(view: Observation, shape: str, relation: str, other: str) -
 
 
 def truth_from_pixels(name: str, fields: dict, view: Observation) -> bool:
-    """Whether a parsed dense question holds in ``view`` (semantics: ``harness.shapes.dense``)."""
+    """Whether a parsed dense question holds in ``view`` (semantics: ``shapes.dense``)."""
     found = view.of(fields["shape"]) if "shape" in fields else []
     if name == "entity_one":
         return len(found) >= 1

@@ -39,9 +39,9 @@ import numpy as np
 
 from harness.fileio import atomic_write_text
 from harness.images import save_png
-from harness.shapes.dense import BACKGROUND_PHRASES
-from harness.shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, render,
-                                  scene_for_metadata, template_pattern)
+from shapes.dense import BACKGROUND_PHRASES
+from shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, render,
+                          scene_for_metadata, template_pattern)
 
 EDIT_TYPES: tuple[str, ...] = ("add", "remove", "replace", "adjust", "background", "extract", "compose")
 #: the three judge dimensions of each type, as ImgEdit names them (PROTOCOLS.md 3.1)

@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.shapes.world import COLORS, PLURALS, RELATIONS, SHAPES
+from benchmarks.geneval.data import PROMPT_SET
+from harness.registry import register
+from shapes.world import COLORS, PLURALS, RELATIONS, SHAPES
 
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 NUMBER_WORDS: dict[int, str] = {2: "two", 3: "three", 4: "four"}
@@ -73,6 +75,7 @@ def _candidates() -> dict[str, tuple[list[tuple], Callable[..., dict[str, Any]]]
     }
 
 
+@register(PROMPT_SET, "shapes")
 def geneval_prompts(per_tag: int = 10, seed: int = 0) -> list[dict[str, Any]]:
     """``per_tag`` prompts for each of the six tags, in GenEval's tag order.
 

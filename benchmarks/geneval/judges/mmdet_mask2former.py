@@ -16,7 +16,7 @@ from PIL import Image
 from harness.errors import HarnessError
 from harness.judges.base import Detection
 from harness.judges.clip_color import resolve_device
-from harness.judges.mask2former_hf import load_geneval_class_names
+from benchmarks.geneval.judges.mask2former_hf import load_geneval_class_names
 from harness.registry import register
 
 VERSION = 1

@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.fileio import atomic_write_text
-from harness.shapes.understanding import NUMBER_WORDS, RELATION_PHRASES
-from harness.shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata,
-                                  template_pattern)
+from shapes.understanding import NUMBER_WORDS, RELATION_PHRASES
+from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata,
+                          template_pattern)
 
 CSV_COLUMNS: tuple[str, ...] = ("item_id", "text", "keywords", "proposition_id", "dependency",
                                 "category_broad", "category_detailed", "tuple",

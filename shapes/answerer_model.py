@@ -1,7 +1,7 @@
 """``shapes-answerer``: a procedural question-answering "model" for the shapes world.
 
-It reads a question written by ``harness.shapes.understanding`` (MME yes/no) or
-``harness.shapes.understanding_mmbench`` (multiple choice), in whatever prompt format a benchmark
+It reads a question written by ``shapes.understanding`` (MME yes/no) or
+``shapes.understanding_mmbench`` (multiple choice), in whatever prompt format a benchmark
 wraps it (a suffix such as "Answer the question using a single word or phrase.", VLMEvalKit's
 ``Hint:/Question:/Options:`` layout or LLaVA's ``A. ...`` lines), finds the question by the same
 templates the writers use, looks at the image with the pixel-only shapes detector (never a scene
@@ -21,9 +21,9 @@ from PIL import Image
 from harness.judges.base import Detection
 from harness.models.base import Request
 from harness.registry import register
-from harness.shapes.procedural import ProceduralShapesModel
-from harness.shapes.understanding import BACKGROUND_COLOR_WORDS, parse_question
-from harness.shapes.world import BACKGROUNDS, relations
+from shapes.procedural import ProceduralShapesModel
+from shapes.understanding import BACKGROUND_COLOR_WORDS, parse_question
+from shapes.world import BACKGROUNDS, relations
 
 UNKNOWN = "I don't know"
 MIN_SCORE = 0.3  # clean shapes score > 0.99; this drops fragments and odd blobs

@@ -3,7 +3,7 @@
 Every question is asked about a rendered scene whose graph fixes the truth exactly, so a benchmark
 run on these files measures the harness (prompting, parsing, scoring), not an annotator. The
 templates below are the single source of the wording: the writers fill them in and the procedural
-answerer (``harness.shapes.answerer_model``) parses them back with ``parse_question``.
+answerer (``shapes.answerer_model``) parses them back with ``parse_question``.
 
 MME (PROTOCOLS.md 4.1) -- ``write_mme_shapes`` writes the release layout for four of MME's real
 perception subtasks, so the MME benchmark groups them under Perception:
@@ -22,7 +22,7 @@ color         Is the triangle in this image blue?                    the (unique
 Each image has exactly two questions about the same image, one true and one false; every question
 ends with " Please answer yes or no.". Counts are exact ("three" means exactly three). A shape
 named with "the" is the only one of its kind in its scene. The MMBench-style writer lives in
-``harness.shapes.understanding_mmbench``.
+``shapes.understanding_mmbench``.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ import numpy as np
 
 from harness.fileio import atomic_write_text
 from harness.images import save_png
-from harness.shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, random_scene, render,
-                                  scene_for_metadata)
+from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, random_scene, render,
+                          scene_for_metadata)
 
 MME_SUFFIX = " Please answer yes or no."
 NUMBER_WORDS: dict[int, str] = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
@@ -240,14 +240,3 @@ def write_mme_shapes(folder: str | Path, per_subtask: int = 10, seed: int = 0,
         atomic_write_text(subdir / f"{item.stem}.txt",
                           f"{item.yes_question}\tYes\n{item.no_question}\tNo\n")
     return folder
-
-
-def write_mmbench_shapes(path: str | Path, questions: int = 40, seed: int = 0, size: int = 128,
-                         legacy: bool = False) -> Path:
-    """The MMBench-style TSV writer, re-exported here so both writers sit in one namespace.
-
-    Imported on call: ``understanding_mmbench`` imports this module's templates.
-    """
-    from harness.shapes.understanding_mmbench import write_mmbench_shapes as write
-
-    return write(path, questions=questions, seed=seed, size=size, legacy=legacy)

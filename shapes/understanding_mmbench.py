@@ -43,10 +43,10 @@ import numpy as np
 import pandas as pd
 
 from harness.fileio import atomic_write_text
-from harness.shapes.understanding import (BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS,
-                                          MCQ_TEMPLATES, QUADRANTS, fill)
-from harness.shapes.world import (COLORS, RELATION_MARGIN, RELATIONS, SHAPES, Scene, random_scene,
-                                  relation_vector, render, scene_for_metadata)
+from shapes.understanding import (BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS,
+                                  MCQ_TEMPLATES, QUADRANTS, fill)
+from shapes.world import (COLORS, RELATION_MARGIN, RELATIONS, SHAPES, Scene, random_scene,
+                          relation_vector, render, scene_for_metadata)
 
 LETTERS = "ABCD"
 CIRCULAR_OFFSET = 1_000_000

@@ -1,6 +1,6 @@
 """``shapes-editor``: a procedural image-editing "model" for the shapes world.
 
-It reads an instruction written by ``harness.shapes.edits`` (one edit, or two joined with
+It reads an instruction written by ``shapes.edits`` (one edit, or two joined with
 "Then"), reads the source scene back from the pixels with the shapes detector (never from a scene
 graph), applies the edits to that scene and renders the result at the source's size. Randomness
 (where an added object goes, the grain of a speckled background) comes from the request's seed,
@@ -17,10 +17,10 @@ from PIL import Image
 
 from harness.models.base import Request
 from harness.registry import register
-from harness.shapes.edits import apply_edits, parse_instruction
-from harness.shapes.procedural import ProceduralShapesModel
-from harness.shapes.vqa_judge import Observation, observe
-from harness.shapes.world import Scene, ShapeObject, render, unit_extent
+from shapes.edits import apply_edits, parse_instruction
+from shapes.procedural import ProceduralShapesModel
+from shapes.vqa_judge import Observation, observe
+from shapes.world import Scene, ShapeObject, render, unit_extent
 
 FALLBACK_BACKGROUND = "grey"  # when the background words match no shapes-world background
 

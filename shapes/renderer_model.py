@@ -1,7 +1,7 @@
 """``shapes-renderer``: a procedural text-to-image "model" for the shapes world.
 
 It reads a GenEval-style shapes prompt ("a photo of a red circle left of a blue star") or a
-DPG-style dense prompt written by ``harness.shapes.dense`` (groups, counts, colours, relations and
+DPG-style dense prompt written by ``shapes.dense`` (groups, counts, colours, relations and
 a background), builds a scene graph that satisfies it and renders it. It is the ceiling a perfect
 model would reach on the shapes-world benchmarks, a sanity check for judges, and a data source for
 recipes. It sees only the prompt text, like any model; a prompt it cannot parse gets an empty
@@ -18,9 +18,9 @@ from PIL import Image
 from harness.hashing import hash_value
 from harness.models.base import ModelAdapter, Request
 from harness.registry import register
-from harness.shapes.dense import parse_dense_prompt, scene_for_spec
-from harness.shapes.prompts import NUMBER_WORDS
-from harness.shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, render, scene_for_metadata
+from shapes.dense import parse_dense_prompt, scene_for_spec
+from shapes.prompts import NUMBER_WORDS
+from shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, render, scene_for_metadata
 
 _COLOR = "|".join(COLORS)
 _SHAPE = "|".join(SHAPES)

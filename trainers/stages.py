@@ -1,203 +1,19 @@
-"""Pipeline stages: the plugin interface, and the built-in stages that make data and models
-(``synth``, ``shapes-vq``, ``tiny-janus``, ``train``, ``train-understanding``).
-
-A stage writes one artifact into its stage folder and returns a ``StageResult``; evaluation and the
-report are in ``harness.stages_eval``, the pipeline itself in ``harness.pipeline``. Heavy imports
-(torch, transformers, the trainers) happen in ``run``, so loading the plugins stays cheap.
-"""
+"""The training stages of ``harness run``: ``shapes-vq`` (the shapes-world image tokenizer),
+``tiny-janus`` (a small random Janus around it), ``train`` (Janus-4o fine-tuning) and
+``train-understanding`` (understanding SFT). Heavy imports happen in ``run``."""
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Mapping
 
-from harness import registry
-from harness.artifacts import MANIFEST, read_manifest, write_manifest
+from harness.artifacts import read_manifest, write_manifest
+from harness.dataset_formats import dataset_json, prompt_words
 from harness.errors import HarnessError
 from harness.hashing import hash_value
 from harness.registry import register
-
-STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")  # a folder name; not a number (overrides use indices)
-
-
-# ------------------------------------------------------------------------------------------ the interface
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A parameter that names an earlier stage; ``wants`` lists the outputs that stage may produce."""
-
-    param: str
-    stage: str
-    wants: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StageResult:
-    """What a stage made: its artifact folder and hash, the path downstream stages (and people) use
-    (a model folder, a report file; the folder by default), and a few headline facts. The pipeline
-    fills in ``stage``, ``kind`` and ``inputs`` (stage name -> hash) after ``run``."""
-
-    folder: Path
-    hash: str
-    facts: Mapping[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-    stage: str = ""
-    kind: str = ""
-    inputs: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def target(self) -> Path:
-        return self.path or self.folder
-
-
-@dataclass
-class StageContext:
-    """A stage's view of the pipeline: the seed, where relative paths resolve, progress bars, and
-    every stage result so far (for reports)."""
-
-    seed: int
-    base_dir: Path
-    out: Path
-    show_progress: bool = True
-    results: dict[str, StageResult] = field(default_factory=dict)
-
-    def resolve(self, path: str) -> Path:
-        """A path from the pipeline file, relative to the file's folder."""
-        return (self.base_dir / path) if not Path(path).is_absolute() else Path(path)
-
-
-class Stage:
-    """A stage plugin. ``check`` validates parameters when the pipeline is loaded (raise ValueError
-    with a one-line message) and returns the stages they name; ``run`` makes the artifact."""
-
-    output: ClassVar[str] = ""  # what it produces: dataset, vq-tokenizer, model, evaluation, report
-    version: ClassVar[str] = "1"
-    #: True: a changed identity re-runs in the old folder (the stage reuses what still fits itself);
-    #: False: the old folder is removed first
-    reuse_folder: ClassVar[bool] = False
-    #: True: the stage needs every earlier stage (a report's lineage table)
-    needs_all_earlier: ClassVar[bool] = False
-
-    def check(self, params: Mapping[str, Any]) -> list[Ref]:
-        raise NotImplementedError
-
-    def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
-        """What, besides the upstream hashes, decides the artifact (default: the parameters)."""
-        return dict(params)
-
-    def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
-            ctx: StageContext) -> StageResult:
-        raise NotImplementedError
-
-
-def stage_plugin(kind: str) -> Stage:
-    return registry.get("stage", kind)()
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-
-def check_keys(params: Mapping[str, Any], allowed: Iterable[str], required: Iterable[str] = ()) -> None:
-    """One-line ValueError for unknown or missing parameters."""
-    allowed = set(allowed)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(f"unknown params {unknown} (allowed: {', '.join(sorted(allowed))})")
-    missing = [name for name in required if name not in params]
-    if missing:
-        raise ValueError(f"missing params {missing}")
-
-
-def typed_settings(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` for the dataclass ``cls``, with float fields given as YAML strings ("5e-6": YAML 1.1
-    needs a dot to read a number) converted; a one-line ValueError for a value of the wrong type, so
-    a bad value fails when the pipeline is loaded, not minutes into a run."""
-    hints = typing.get_type_hints(cls)
-    typed = {}
-    for key, value in params.items():
-        kind, is_bool = hints.get(key), isinstance(value, bool)
-        if kind is float and not is_bool and isinstance(value, (int, float, str)):
-            try:
-                value = float(value)
-            except ValueError:
-                raise ValueError(f"{key} must be a number, got {value!r}") from None
-        elif kind is float or (kind is int and (is_bool or not isinstance(value, int))):
-            raise ValueError(f"{key} must be {'a number' if kind is float else 'an integer'}, got {value!r}")
-        elif kind is bool and not is_bool:
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        typed[key] = value
-    return typed
-
-
-def stage_name(params: Mapping[str, Any], key: str) -> str:
-    value = params[key]
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be the name of an earlier stage, got {value!r}")
-    return value
-
-
-def folder_files(folder: Path) -> list[str]:
-    """Every file under ``folder`` (relative), less the manifest."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-
-
-def manifest_result(folder: Path, facts: Mapping[str, Any], path: Path | None = None) -> StageResult:
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise HarnessError(f"{folder}: the stage finished without writing {MANIFEST}")
-    return StageResult(folder, manifest.hash, dict(facts), path)
-
-
-# ------------------------------------------------------------------------------------------ synth
-
-
-@register("stage", "synth")
-class SynthStage(Stage):
-    """Run a data recipe. Params: ``recipe`` (path, relative to the pipeline file), ``overrides``
-    (the recipe's dotted overrides, e.g. ``{steps.0.params.t2i: 20}``)."""
-
-    output = "dataset"
-
-    def check(self, params: Mapping[str, Any]) -> list[Ref]:
-        check_keys(params, {"recipe", "overrides"}, {"recipe"})
-        if not isinstance(params["recipe"], str):
-            raise ValueError(f"recipe must be a path, got {params['recipe']!r}")
-        if not isinstance(params.get("overrides") or {}, Mapping):
-            raise ValueError("overrides must be a mapping of dotted keys to values")
-        return []
-
-    def _recipe(self, params: Mapping[str, Any], ctx: StageContext):
-        from harness.recipe import RecipeSpec
-
-        recipe = RecipeSpec.load(ctx.resolve(params["recipe"]))
-        return recipe.with_overrides(params["overrides"]) if params.get("overrides") else recipe
-
-    def identity(self, params: Mapping[str, Any], ctx: StageContext) -> Any:
-        from harness.synth import build_plugins
-
-        recipe = self._recipe(params, ctx)  # the recipe's content, not its path
-        plugins = build_plugins(recipe)
-        return {"recipe": recipe.identity(plugins), "sources": plugins[0].input_hashes()}
-
-    def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
-            ctx: StageContext) -> StageResult:
-        from harness.synth import synthesize
-
-        outcome = synthesize(self._recipe(params, ctx), out=folder, show_progress=ctx.show_progress)
-        info = outcome.artifact.info
-        if info.get("failed"):
-            raise HarnessError(f"{info['failed']} rows of the recipe failed (see {folder / 'failures.jsonl'}); "
-                               "run the pipeline again to retry them")
-        facts = {"rows": info.get("rows", 0), "dropped": info.get("dropped", 0), "cost_usd": info.get("cost_usd", 0)}
-        return StageResult(folder, outcome.artifact.hash, facts)
-
-
-# ------------------------------------------------------------------------------------------ VQ tokenizer
+from harness.stage import Ref, Stage, StageContext, StageResult, check_keys, folder_files, manifest_result, stage_name, typed_settings
 
 
 def _vq_params() -> set[str]:
@@ -240,33 +56,6 @@ class ShapesVQStage(Stage):
         info = read_manifest(folder).info  # metrics.json plus the timings
         keys = ("held_out_accuracy", "final_reconstruction_loss", "train_seconds")
         return manifest_result(folder, {k: info[k] for k in keys if k in info})
-
-
-# ------------------------------------------------------------------------------------------ tiny Janus
-
-
-def prompt_words(dataset: Path) -> list[str]:
-    """The words of a dataset's texts, as the tiny Janus's word-level tokenizer splits them (lowercase
-    runs of letters and digits): the prompts of its ShareGPT-4o-Image export and the turns of its
-    LLaVA export, whichever it has."""
-    from harness.dataset_formats import LLAVA_FILE, SHAREGPT4O_FILE, read_llava, read_sharegpt4o
-
-    texts: list[str] = []
-    if (dataset / LLAVA_FILE).is_file():
-        texts += [value for conversation in read_llava(dataset / LLAVA_FILE) for _, value in conversation.turns]
-    if (dataset / SHAREGPT4O_FILE).is_file() or not texts:
-        texts += [sample.prompt for sample in read_sharegpt4o(dataset_json(dataset))]
-    return sorted({word for text in texts for word in re.findall(r"\w+", text.lower())})
-
-
-def dataset_json(folder: Path) -> Path:
-    from harness.dataset_formats import SHAREGPT4O_FILE
-
-    path = folder / SHAREGPT4O_FILE
-    if not path.is_file():
-        raise HarnessError(f"{folder} has no {SHAREGPT4O_FILE}: add sharegpt4o to the recipe's export list"
-                           " (or llava, for the words of a tiny Janus)")
-    return path
 
 
 @register("stage", "tiny-janus")
@@ -319,9 +108,6 @@ def _parameter_count(folder: Path) -> int:
                     count *= size
                 total += count
     return total
-
-
-# ------------------------------------------------------------------------------------------ training
 
 
 def _train_fields() -> set[str]:

@@ -1,4 +1,4 @@
-"""``harness demo``: the whole harness, offline.
+"""``harness demo``: the whole harness, offline (the command is ``demo.command``).
 
 ``harness demo`` runs ``examples/shapes-pipeline.yaml`` (``demo_pipeline``): the shapes recipe, a VQ
 image tokenizer trained on shapes scenes, a tiny Janus around it, Janus-4o training on the recipe's
@@ -33,6 +33,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.runner import evaluate
 from harness.spec import ComponentSpec, RunSpec
+from shapes.suite import SHAPES_BENCHMARKS, write_once
 
 
 @dataclass(frozen=True)
@@ -46,67 +47,51 @@ class DemoSize:
     answer_tokens: int = 8  # tiny Janus max_new_tokens (answers are single words)
 
 
-def _data_sizes(size: DemoSize) -> dict[str, dict[str, int]]:
-    """The data writers' sizes (``SHAPES_BENCHMARKS``) for each benchmark with written data."""
-    return {"dpg": {"items": size.dpg_items}, "imgedit": {"items": size.imgedit_items},
-            "mme": {"images_per_subtask": size.mme_images_per_subtask},
-            "mmbench": {"questions": size.mmbench_questions}}
+def _sizes(size: DemoSize) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
+    """benchmark -> (data-writer sizes, benchmark parameters), from the suite table's ``tour_sizes``."""
+    sizes = {}
+    for name, shapes in SHAPES_BENCHMARKS.items():
+        chosen = {param: getattr(size, field) for field, param in shapes.tour_sizes.items()}
+        sizes[name] = ({k: v for k, v in chosen.items() if k in shapes.data},
+                       {k: v for k, v in chosen.items() if k not in shapes.data})
+    return sizes
 
 
 def demo_specs(out: Path, model_dir: Path, size: DemoSize, seed: int) -> dict[str, dict[str, RunSpec]]:
     """benchmark -> model name -> spec (the data folders are written by ``write_demo_data``); the
-    benchmark parameters and judges are the pipeline eval stage's (``SHAPES_BENCHMARKS``)."""
-    from harness.stages_eval import SHAPES_BENCHMARKS
-
+    benchmark parameters, judges and oracle models are the shapes suite's (``SHAPES_BENCHMARKS``)."""
     janus = {"path": str(model_dir.resolve()), "batch_size": 16}
     paths = demo_data_paths(out, size, seed)
-    extra = {"geneval": {"per_tag": size.per_tag, "images_per_prompt": size.images_per_prompt}}
-    procedural = {"geneval": ComponentSpec("shapes-renderer", {"size": 64}),
-                  "dpg": ComponentSpec("shapes-renderer", {"size": 64}),
-                  "imgedit": ComponentSpec("shapes-editor"),
-                  "mme": ComponentSpec("shapes-answerer"), "mmbench": ComponentSpec("shapes-answerer")}
+    sizes = _sizes(size)
     specs = {}
-    for name, model in procedural.items():
-        shapes = SHAPES_BENCHMARKS[name]
+    for name, shapes in SHAPES_BENCHMARKS.items():
         located = shapes.locate(paths[name].resolve()) if name in paths else {}
-        benchmark = ComponentSpec(name, {**shapes.fixed, **located, **extra.get(name, {})})
+        benchmark = ComponentSpec(name, {**shapes.fixed, **located, **sizes[name][1]})
         judges = {role: ComponentSpec(kind) for role, kind in shapes.judges.items()}
         tiny = ComponentSpec("janus", {**janus, "max_new_tokens": size.answer_tokens} if shapes.answers else janus)
+        oracle = ComponentSpec(shapes.oracle[0], dict(shapes.oracle[1]))
         specs[name] = {"tiny-janus": RunSpec(benchmark=benchmark, model=tiny, judges=judges, seed=seed),
-                       model.name: RunSpec(benchmark=benchmark, model=model, judges=judges, seed=seed)}
+                       oracle.name: RunSpec(benchmark=benchmark, model=oracle, judges=judges, seed=seed)}
     return specs
-
-
-def _headline(benchmark: str, scores: dict) -> str:
-    if benchmark == "geneval":
-        tasks = ", ".join(f"{tag} {value:.3f}" for tag, value in scores["tasks"].items())
-        return f"overall {scores['overall']:.4f} ({tasks})"
-    if benchmark == "mme":
-        return f"perception {scores['perception']:.2f} (max {200 * len(scores['subtasks'])})"
-    if benchmark == "dpg":
-        return f"overall {scores['overall']:.2f} (0-100)"
-    if benchmark == "imgedit":
-        return f"overall {scores['overall']:.2f} (1-5, mean of type means)"
-    return f"overall {scores['overall']:.4f} (CircularEval)"
 
 
 def demo_data_paths(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
     """Named by size and seed, so a demo with other sizes never reuses stale data."""
-    data = out / "data"
-    return {"mme": data / f"mme-shapes-{size.mme_images_per_subtask}-seed{seed}",
-            "mmbench": data / f"mmbench-shapes-{size.mmbench_questions}-seed{seed}.tsv",
-            "dpg": data / f"dpg-shapes-{size.dpg_items}-seed{seed}",
-            "imgedit": data / f"imgedit-shapes-{size.imgedit_items}-seed{seed}"}
+    paths = {}
+    for name, (data, _) in _sizes(size).items():
+        shapes = SHAPES_BENCHMARKS[name]
+        if shapes.writer is not None:
+            numbers = "-".join(str(value) for value in data.values())
+            paths[name] = out / "data" / f"{name}-shapes-{numbers}-seed{seed}{shapes.suffix}"
+    return paths
 
 
 def write_demo_data(out: Path, size: DemoSize, seed: int) -> dict[str, Path]:
     """Write the shapes data once; each file or folder appears complete or not at all."""
-    from harness.stages_eval import SHAPES_BENCHMARKS, write_once
-
-    sizes = _data_sizes(size)
+    sizes = _sizes(size)
     paths = demo_data_paths(out, size, seed)
     for name, path in paths.items():
-        write_once(path, lambda target, name=name: SHAPES_BENCHMARKS[name].writer(target, sizes[name], seed))
+        write_once(path, lambda target, name=name: SHAPES_BENCHMARKS[name].writer(target, sizes[name][0], seed))
     return paths
 
 
@@ -126,7 +111,7 @@ def run_demo(out: Path, size: DemoSize = DemoSize(), seed: int = 0, show_progres
             run_dir = out / "runs" / benchmark / name
             print(f"evaluating {name} on {benchmark} (shapes world) -> {run_dir}", file=sys.stderr)
             outcome = evaluate(spec, run_dir, show_progress=show_progress)
-            print(f"{benchmark} {name}: {_headline(benchmark, outcome.summary.scores)}")
+            print(f"{benchmark} {name}: {SHAPES_BENCHMARKS[benchmark].headline(outcome.summary.scores)}")
             run_dirs.append(run_dir)
     markdown, page = write_report(run_dirs, out)
     print(f"markdown report: {markdown}")

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from harness.hashing import hash_value
 from harness.models.base import ModelAdapter
-from harness.shapes.detector import ShapesDetector
+from shapes.detector import ShapesDetector
 
 
 class ProceduralShapesModel(ModelAdapter):

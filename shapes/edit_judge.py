@@ -3,7 +3,7 @@
 It is a ``ChatJudge`` (kind ``"chat"``), so the ImgEdit benchmark calls it exactly as it calls
 GPT-4o: one prompt per item holding the filled judge prompt and two images, original then edited.
 From the prompt it takes the instruction (after "instruction:" or "instruction is :", else anywhere,
-parsed with ``harness.shapes.edits``' templates) and the three dimension names (the
+parsed with ``shapes.edits``' templates) and the three dimension names (the
 "<Name>: A number from 1 to 5" lines of the requested reply format; else the edit type's
 dimensions). It reads both images with the shapes detector and replies in ImgEdit's format: a
 "Brief reasoning: ..." line, then three "<Name>: <n>" lines, n in 1..5:
@@ -28,9 +28,9 @@ from typing import Sequence
 
 from harness.judges.base import ChatPrompt, ChatReply, Detection
 from harness.registry import register
-from harness.shapes.detector import ShapesDetector
-from harness.shapes.edits import DIMENSIONS, Edit, edit_type_of, parse_instruction
-from harness.shapes.vqa_judge import Observation, observe
+from shapes.detector import ShapesDetector
+from shapes.edits import DIMENSIONS, Edit, edit_type_of, parse_instruction
+from shapes.vqa_judge import Observation, observe
 
 VERSION = "1"
 NEAR = 0.05  # centre distance (image widths) within which an object has not moved

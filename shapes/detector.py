@@ -34,7 +34,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from harness.judges.base import Detection
 from harness.registry import register
-from harness.shapes.world import COLORS, PALETTE
+from shapes.world import COLORS, PALETTE
 
 _PALETTE_RGB = np.array([PALETTE[c] for c in COLORS], dtype=np.float32)
 _EIGHT = np.ones((3, 3), dtype=bool)

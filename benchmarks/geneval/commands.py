@@ -1,0 +1,46 @@
+"""``harness rescore geneval``, and GenEval's results files on the leaderboard."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from benchmarks.geneval.benchmark import BENCHMARK_NAME
+from harness.commands import Rescorer, key_values
+from harness.errors import HarnessError
+from harness.registry import register
+
+
+@register("rescore", BENCHMARK_NAME)
+class GenEvalRescorer(Rescorer):
+    help = "results.jsonl, or a detections file with --from-detections"
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--from-detections", action="store_true",
+                            help="PATH is a detections file (one JSON line per image); apply the rules")
+        parser.add_argument("--metadata", type=Path, help="evaluation_metadata.jsonl (default: packaged)")
+        parser.add_argument("--options", nargs="*", default=[], metavar="KEY=VALUE",
+                            help="official evaluator options, e.g. threshold=0.3")
+        parser.add_argument("--write-results", type=Path, help="also write the scored results.jsonl here")
+
+    def run(self, args: argparse.Namespace) -> int:
+        from benchmarks.geneval import aggregate, results_io
+        from benchmarks.geneval.rescore import rescore_detections, rescore_results
+        from benchmarks.geneval.rules import GenEvalOptions
+
+        if args.from_detections:
+            options = GenEvalOptions.from_options(key_values(args.options))
+            rows, summary = rescore_detections(args.path, metadata_path=args.metadata, options=options)
+            if args.write_results:
+                if args.write_results.is_dir():
+                    raise HarnessError(f"--write-results {args.write_results} is a folder; give a file path")
+                results_io.write_results(rows, args.write_results)
+        else:
+            if args.options or args.metadata:
+                raise HarnessError("--options and --metadata apply only with --from-detections")
+            summary = rescore_results(args.path)
+        print(aggregate.format_summary(summary))
+        print(json.dumps({"overall": summary["overall"], "tasks": summary["tasks"],
+                          "images": summary["images"], "prompts": summary["prompts"]}))
+        return 0

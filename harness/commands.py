@@ -1,0 +1,100 @@
+"""Commands that packages add to the ``harness`` command line.
+
+A package registers a subcommand (``@register("command", "report")``) or, for a benchmark, its
+``harness rescore NAME`` (``@register("rescore", "geneval")``). The CLI shell (``harness.cli``) builds
+its parser from the registry, so it names no plugin; heavy imports belong in ``run``.
+
+A :class:`Rescorer` also serves the leaderboard: ``claims`` says whether a leaderboard source (a
+path, or ``NAME:FILE:FILE``) is one of its official result files, and ``leaderboard_entry``
+re-scores it into the benchmark's leaderboard columns.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from harness.errors import HarnessError, InputError
+from harness.hashing import hash_file, hash_value
+
+
+class Command:
+    """One subcommand: ``configure`` adds its arguments, ``run`` returns the exit status (None = 0)."""
+
+    help: ClassVar[str] = ""
+    #: place in ``harness --help`` (smaller first; ``rescore`` is 40)
+    order: ClassVar[int] = 50
+    #: one line for the overview at the top of ``harness --help`` (usage, then what it does)
+    usage: ClassVar[str] = ""
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int | None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """A re-scored official file as one leaderboard row: ``values`` maps a score key (a leaderboard
+    column's key) to (value, reasons it is not the official setup)."""
+
+    label: str
+    provenance: str
+    values: Mapping[str, tuple[float | None, tuple[str, ...]]]
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+class Rescorer(Command):
+    """``harness rescore NAME``: official numbers from official result files."""
+
+    #: what the leaderboard accepts for this benchmark, for its error message
+    source_help: ClassVar[str] = ""
+
+    def claims(self, source: str) -> bool:
+        """True when the leaderboard source ``source`` is this benchmark's official result file."""
+        return False
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        raise NotImplementedError
+
+
+def paired_source(source: str, prefix: str) -> tuple[Path, Path] | None:
+    """``PREFIX:FILE:FILE`` -> the two files (which must exist); None for any other source."""
+    kind, _, rest = source.partition(":")
+    if kind != prefix or not rest:
+        return None
+    parts = rest.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise InputError(f"leaderboard source {source!r}: expected {prefix}:FILE:FILE")
+    if missing := [part for part in parts if not Path(part).is_file()]:
+        raise InputError(f"leaderboard source {source!r}: file not found", missing[0])
+    return Path(parts[0]), Path(parts[1])
+
+
+def source_label(path: Path) -> str:
+    """A short row label for a result file: its last three path parts."""
+    return "/".join(path.resolve().parts[-3:])
+
+
+def content_id(path: Path) -> str:
+    """12 hex digits of a file's hash, or of a folder's (name, file hash) pairs."""
+    if path.is_dir():
+        return hash_value(sorted((p.name, hash_file(p)) for p in path.iterdir() if p.is_file()), 12)
+    return hash_file(path, 12)
+
+
+def key_values(items: Sequence[str], flag: str = "--options") -> dict[str, str]:
+    """``["a=1", "b=x"]`` -> ``{"a": "1", "b": "x"}``; a one-line error for an item without ``=``."""
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise HarnessError(f"{flag} expects KEY=VALUE, got {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set a.b=VALUE`` items -> {dotted key: YAML value} (numbers, booleans and lists parse as such)."""
+    import yaml
+
+    return {key: yaml.safe_load(value) for key, value in key_values(items, "--set").items()}

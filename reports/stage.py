@@ -1,0 +1,111 @@
+"""The ``report`` pipeline stage: a candidate label against a baseline label on each benchmark
+(``reports.compare``: paired bootstrap CI, the benchmark's paired test), preceded by the lineage of
+every earlier stage."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.artifacts import write_manifest
+from harness.errors import HarnessError
+from harness.fileio import atomic_write_text
+from harness.registry import register
+from harness.stage import Ref, Stage, StageContext, StageResult, check_keys, manifest_result, stage_name
+
+
+@register("stage", "report")
+class ReportStage(Stage):
+    """Params: ``eval`` (an eval stage), ``candidate`` and ``baseline`` (two of its model labels),
+    ``n_boot`` (bootstrap resamples, default 2000). Writes report.md and report.html."""
+
+    output = "report"
+    version = "2"  # 2: the facts name the candidate and the baseline
+    needs_all_earlier = True  # the lineage table shows every stage
+
+    def check(self, params: Mapping[str, Any]) -> list[Ref]:
+        check_keys(params, {"eval", "candidate", "baseline", "n_boot"}, {"eval", "candidate", "baseline"})
+        for key in ("candidate", "baseline"):
+            if not isinstance(params[key], str):
+                raise ValueError(f"{key} must be a model label of the eval stage, got {params[key]!r}")
+        return [Ref("eval", stage_name(params, "eval"), ("evaluation",))]
+
+    def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,
+            ctx: StageContext) -> StageResult:
+        from reports.compare import build_sections
+        from reports.compare_html import html_page, markdown
+
+        evaluation = inputs[params["eval"]]
+        runs: dict[str, dict[str, str]] = evaluation.facts["runs"]
+        sides = {}
+        for key in ("candidate", "baseline"):
+            missing = [bench for bench, labels in runs.items() if params[key] not in labels]
+            if missing:
+                raise HarnessError(f"report: the eval stage {params['eval']!r} has no model labelled "
+                                   f"{params[key]!r} (on {', '.join(missing)})")
+            sides[key] = [evaluation.folder / labels[params[key]] for labels in runs.values()]
+        sections = build_sections(sides["candidate"], sides["baseline"], n_boot=params.get("n_boot", 2000),
+                                  seed=ctx.seed)
+        lineage = lineage_rows(inputs)
+        tests = paired_test_rows(sections)
+        folder.mkdir(parents=True, exist_ok=True)
+        title = f"Pipeline report: {params['candidate']} vs {params['baseline']}"
+        compared = markdown(sections).replace("# Comparison report", "## Comparison (reports.compare)", 1)
+        atomic_write_text(folder / "report.md", "\n".join([
+            f"# {title}", "", "## Lineage", "", "Every stage's artifact (content hash) and the hashes it was made "
+            "from; `pipeline.json` in the output folder has the timings.", "",
+            *md_table(LINEAGE_HEADER, lineage), "", "## Paired tests", "",
+            *md_table(TESTS_HEADER, tests), "", compared]))
+        page = html_page(sections)
+        extra = (f"<h2>Lineage</h2>{html_table(LINEAGE_HEADER, lineage)}"
+                 f"<h2>Paired tests</h2>{html_table(TESTS_HEADER, tests)}")
+        page = page.replace("<title>Comparison report</title>", f"<title>{html.escape(title)}</title>", 1)
+        page = page.replace("<h1>Comparison report</h1>", f"<h1>{html.escape(title)}</h1>{extra}", 1)
+        atomic_write_text(folder / "report.html", page)
+        write_manifest(folder, "report", ["report.md", "report.html"],
+                       {name: result.hash for name, result in inputs.items()})
+        facts = {"candidate": params["candidate"], "baseline": params["baseline"],
+                 "p": {s.benchmark: s.headline.p_value for s in sections if s.headline is not None},
+                 "difference": {s.benchmark: s.headline.difference for s in sections if s.headline is not None}}
+        return manifest_result(folder, facts, path=folder / "report.md")
+
+
+LINEAGE_HEADER = ["stage", "kind", "artifact hash", "made from"]
+TESTS_HEADER = ["benchmark", "baseline", "candidate", "difference [95% CI]", "test", "p"]
+
+
+def lineage_rows(results: Mapping[str, StageResult]) -> list[list[str]]:
+    """One row per earlier stage, then this report's own (its hash covers this file: see artifact.json)."""
+    rows = [[name, result.kind, result.hash,
+             ", ".join(f"{source}={digest}" for source, digest in result.inputs.items()) or "(no stage inputs)"]
+            for name, result in results.items()]
+    return rows + [["(this report)", "report", "in artifact.json next to this file",
+                    "every stage above"]]
+
+
+def paired_test_rows(sections: list) -> list[list[str]]:
+    from reports.compare_html import fmt_difference, fmt_p, fmt_value
+
+    rows = []
+    for section in sections:
+        row = section.headline
+        if row is None:
+            rows.append([section.benchmark, "", "", "n/a", "; ".join(section.notes), ""])
+            continue
+        rows.append([f"{section.benchmark} ({row.label})", fmt_value(row.baseline, section),
+                     fmt_value(row.candidate, section), fmt_difference(row, section), row.test, fmt_p(row.p_value)])
+    return rows
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
