@@ -76,6 +76,8 @@ class Benchmark:
     published_scale: ClassVar[ScoreScale | None] = None
     #: the benchmark's columns on a leaderboard (default: one column, ``overall``)
     leaderboard_columns: ClassVar[tuple[Column, ...]] = ()
+    #: where its columns stand on a leaderboard (smaller first; then by name)
+    leaderboard_order: ClassVar[int] = 1000
     #: the gate's default non-inferiority margin, in headline units, and the item count it was
     #: derived for (None: the gate needs a margin on the command line)
     gate_margin: ClassVar[float | None] = None

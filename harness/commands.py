@@ -6,7 +6,8 @@ its parser from the registry, so it names no plugin; heavy imports belong in ``r
 
 A :class:`Rescorer` also serves the leaderboard: ``claims`` says whether a leaderboard source (a
 path, or ``NAME:FILE:FILE``) is one of its official result files, and ``leaderboard_entry``
-re-scores it into the benchmark's leaderboard columns.
+re-scores it into the benchmark's leaderboard columns. The leaderboard asks every registered
+rescorer in turn, so a benchmark's result files are known only to its own package.
 """
 from __future__ import annotations
 
@@ -38,25 +39,37 @@ class Command:
 @dataclass(frozen=True)
 class Rescored:
     """A re-scored official file as one leaderboard row: ``values`` maps a score key (a leaderboard
-    column's key) to (value, reasons it is not the official setup)."""
+    column's key) to (value, reasons it is not the official setup); ``notes`` are shown with the row."""
 
     label: str
     provenance: str
     values: Mapping[str, tuple[float | None, tuple[str, ...]]]
     notes: Sequence[str] = field(default_factory=tuple)
 
+    @classmethod
+    def from_files(cls, files: Sequence[Path], values: Mapping[str, tuple[float | None, tuple[str, ...]]],
+                   notes: Sequence[str] = ()) -> "Rescored":
+        """The row of the result file ``files[0]`` (read with the other ``files``): labelled by the
+        first file, its provenance naming every file with its content id."""
+        provenance = " with ".join(f"{path} ({content_id(path)})" for path in files)
+        return cls(source_label(files[0]), f"rescored {provenance}", values, tuple(notes))
+
 
 class Rescorer(Command):
-    """``harness rescore NAME``: official numbers from official result files."""
+    """``harness rescore NAME``: official numbers from official result files; on the leaderboard,
+    ``claims`` and ``leaderboard_entry`` (the rescorer's registered name is its benchmark's)."""
 
     #: what the leaderboard accepts for this benchmark, for its error message
     source_help: ClassVar[str] = ""
 
     def claims(self, source: str) -> bool:
-        """True when the leaderboard source ``source`` is this benchmark's official result file."""
+        """True when the leaderboard source ``source`` is this benchmark's official result file.
+        A source that plainly is one but cannot be scored as given (a file that needs its partner)
+        raises ``InputError`` saying what to pass instead."""
         return False
 
     def leaderboard_entry(self, source: str) -> Rescored:
+        """Re-score a source this rescorer claims into the benchmark's leaderboard columns."""
         raise NotImplementedError
 
 

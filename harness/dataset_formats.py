@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from harness.dataset_parquet import write_parquet
+from harness.dataset_records import (DEFAULT_CAPTION_QUESTION, LLAVA_FILE, SHAREGPT4O_FILE,  # noqa: F401
+                                     llava_record, sharegpt4o_record)
 from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_text
-
-SHAREGPT4O_FILE = "sharegpt4o.json"
-LLAVA_FILE = "llava.json"
-#: the question a caption gets when its row names none
-DEFAULT_CAPTION_QUESTION = "Describe this image in detail."
 
 
 @dataclass(frozen=True)
@@ -63,20 +61,6 @@ class Conversation:
     turns: tuple[tuple[str, str], ...]  # (from, value)
 
 
-def sharegpt4o_record(row: dict) -> dict:
-    record = {"id": row["id"], "input_prompt": row["input_prompt"], "output_image": row["output_image"]}
-    if row.get("input_image"):
-        record["input_image"] = list(row["input_image"])
-    return record
-
-
-def llava_record(row: dict) -> dict:
-    question = row.get("question") or DEFAULT_CAPTION_QUESTION
-    return {"id": row["id"], "image": row["image"],
-            "conversations": [{"from": "human", "value": f"<image>\n{question}"},
-                              {"from": "gpt", "value": row["caption"]}]}
-
-
 def _write_json(name: str, make: Callable[[dict], dict]) -> Callable[[Sequence[dict], Path], list[str]]:
     def write(rows: Sequence[dict], folder: Path) -> list[str]:
         atomic_write_text(folder / name, json.dumps([make(row) for row in rows], ensure_ascii=False, indent=1) + "\n")
@@ -84,16 +68,10 @@ def _write_json(name: str, make: Callable[[dict], dict]) -> Callable[[Sequence[d
     return write
 
 
-def _write_parquet(rows: Sequence[dict], folder: Path) -> list[str]:
-    from harness.dataset_parquet import write_parquet
-
-    return write_parquet(rows, folder)
-
-
 EXPORTS: dict[str, Export] = {
     "sharegpt4o": Export(("input_prompt", "output_image"), _write_json(SHAREGPT4O_FILE, sharegpt4o_record)),
     "llava": Export(("image", "caption"), _write_json(LLAVA_FILE, llava_record)),
-    "parquet": Export((), _write_parquet),
+    "parquet": Export((), write_parquet),
 }
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.dataset_records import llava_record  # the same conversations as llava.json
 from harness.errors import HarnessError
 
 PARQUET_FILE = "data/train-00000-of-00001.parquet"
@@ -103,8 +104,6 @@ def _sharegpt4o_columns() -> list[Column]:
 
 
 def _llava_columns() -> list[Column]:
-    from harness.dataset_formats import llava_record  # same conversations as llava.json
-
     return [_id_column(), Column("image", IMAGE_TYPE, IMAGE_FEATURE, _image_field("image")),
             Column("conversations", pa.list_(TURN_TYPE), TURNS_FEATURE,
                    lambda row, folder: llava_record(row)["conversations"])]

@@ -41,6 +41,7 @@ from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_value
 from harness.stage import STAGE_NAME, Ref, Stage, StageContext, StageResult, stage_plugin
+from harness.yamlfile import apply_overrides, read_yaml_text
 
 PIPELINE_VERSION = 1
 RECORD = "pipeline.json"
@@ -108,44 +109,17 @@ class PipelineSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineSpec":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("pipeline file not found", path)
-        text = path.read_text(encoding="utf-8")
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path,
-                             mark.line + 1 if mark else None) from None
-        return cls.from_dict(data, str(path), path.parent, _stage_lines(text))
+        data, text = read_yaml_text(path, "pipeline file")
+        return cls.from_dict(data, str(path), Path(path).parent, _stage_lines(text))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "PipelineSpec":
         """Dotted overrides: ``stages.2.params.steps`` or ``stages.train.params.steps``, ``seed``."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            node: Any = data
-            *parents, leaf = dotted.split(".")
-            try:
-                for part in parents:
-                    node = _child(node, part)
-                if isinstance(node, list):
-                    node[_index(node, leaf)] = value
-                else:
-                    node[leaf] = value
-            except (KeyError, IndexError, ValueError, TypeError):
-                raise InputError(f"override {dotted!r} names nothing in the pipeline", self.source) from None
+        data = apply_overrides(self.to_dict(), overrides, self.source, "pipeline", position=_index)
         return PipelineSpec.from_dict(data, f"{self.source} with overrides", self.base_dir,
                                       [s.line for s in self.stages])
-
-
-def _child(node: Any, part: str) -> Any:
-    if isinstance(node, list):
-        return node[_index(node, part)]
-    return node.setdefault(part, {})
 
 
 def _index(stages: list, part: str) -> int:

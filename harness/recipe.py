@@ -37,6 +37,7 @@ from harness.hashing import hash_value
 from harness.images import load_image
 from harness.seeds import sample_seed
 from harness.spec import ComponentSpec
+from harness.yamlfile import apply_overrides, read_yaml_text
 
 RECIPE_VERSION = 1
 #: where image fields point: ``images/<blob name>``, relative to the dataset folder
@@ -170,15 +171,7 @@ class RecipeSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "RecipeSpec":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("recipe file not found", path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path,
-                             mark.line + 1 if mark else None) from None
+        data, _ = read_yaml_text(path, "recipe file")
         return cls.from_dict(data, str(path))
 
     def to_yaml(self) -> str:
@@ -186,16 +179,7 @@ class RecipeSpec:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RecipeSpec":
         """Dotted overrides: ``steps.0.params.count=10``, ``clients.llm.base_url=...``, ``seed=1``."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            node: Any = data
-            *parents, leaf = dotted.split(".")
-            for part in parents:
-                node = node[int(part)] if isinstance(node, list) and part.isdigit() else node.setdefault(part, {})
-            if isinstance(node, list):
-                node[int(leaf)] = value
-            else:
-                node[leaf] = value
+        data = apply_overrides(self.to_dict(), overrides, self.source, "recipe")
         return RecipeSpec.from_dict(data, f"{self.source} with overrides")
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from harness.errors import InputError
 from harness.hashing import hash_value
+from harness.yamlfile import apply_overrides, parse_yaml, read_yaml_text
 
 SPEC_VERSION = 1
 
@@ -115,32 +116,16 @@ class RunSpec:
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "spec") -> "RunSpec":
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", source,
-                             mark.line + 1 if mark else None) from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_yaml(text, source), source)
 
     @classmethod
     def load(cls, path: str | Path) -> "RunSpec":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("run spec not found", path)
-        return cls.from_yaml(path.read_text(encoding="utf-8"), str(path))
+        data, _ = read_yaml_text(path, "run spec")
+        return cls.from_dict(data, str(path))
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "RunSpec":
         """Apply dotted overrides such as ``{"model.params.cfg_weight": 3}`` (CLI ``--set``)."""
-        data = self.to_dict()
-        for dotted, value in overrides.items():
-            node = data
-            *parents, leaf = dotted.split(".")
-            for key in parents:
-                if not isinstance(node.get(key), dict):
-                    node[key] = {}
-                node = node[key]
-            node[leaf] = value
+        data = apply_overrides(self.to_dict(), overrides, "spec", "run spec")
         return RunSpec.from_dict(data, "spec with overrides")
 
 

@@ -3,9 +3,10 @@
 The numbers live in ``reports/published.yaml`` (one entry per source and setup; ImgEdit numbers from
 different judges are separate entries because they are not comparable). Every entry says, per
 benchmark, whether the number was read in the primary source (``verified``) or comes from a
-secondary one, and what is known of the setup behind it. The file is checked on load: unknown
-benchmarks or breakdown keys, numbers off the benchmark's scale (79.2 where 0.792 belongs) and
-headlines that disagree with their own breakdown are errors naming the file and the entry.
+secondary one, and what is known of the setup behind it. The file is checked on load against each
+benchmark's own ``published_scale``: unknown benchmarks or breakdown keys, numbers off the
+benchmark's scale (79.2 where 0.792 belongs) and headlines that disagree with their own breakdown
+are errors naming the file and the entry.
 """
 from __future__ import annotations
 
@@ -18,44 +19,19 @@ from typing import Any, Callable, NoReturn
 
 import yaml
 
+from harness import registry
+from harness.benchmark import ScoreScale
 from harness.errors import InputError
 
 PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 PREFIX = "published:"
 Fail = Callable[[str], NoReturn]
 
-
-@dataclass(frozen=True)
-class Scale:
-    """What a benchmark's published scores may hold, on the harness's scale."""
-
-    low: float
-    high: float
-    breakdown: str  # key of the per-category dict ("" = none)
-    categories: tuple[str, ...] | None  # allowed category names (None = any)
-    headline_is_mean: bool  # overall = mean of a complete breakdown (checked to the printed digit)
-    extra: dict[str, tuple[float, float]]  # other top-level numbers and their ranges
-
-
-GENEVAL_TAGS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-DPG_L1 = ("global", "entity", "attribute", "relation", "other")  # as benchmarks/dpg names them
-IMGEDIT_TYPES = ("add", "adjust", "extract", "replace", "remove", "background", "style", "compose", "action")
-MME_SUBTASKS = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark",
-                "artwork", "OCR", "commonsense_reasoning", "numerical_calculation", "text_translation",
-                "code_reasoning")
-
-SCALES: dict[str, Scale] = {
-    "geneval": Scale(0.0, 1.0, "tasks", GENEVAL_TAGS, True, {}),
-    "dpg": Scale(0.0, 100.0, "l1", DPG_L1, False, {}),
-    "imgedit": Scale(1.0, 5.0, "types", IMGEDIT_TYPES, True, {}),
-    "mme": Scale(0.0, 2800.0, "subtasks", MME_SUBTASKS, False,
-                 {"perception": (0.0, 2000.0), "cognition": (0.0, 800.0)}),
-    "mmbench": Scale(0.0, 1.0, "l2", None, False, {}),
-}
 #: how far a printed headline may sit from the value its breakdown gives (half a unit of the last
 #: printed digit: GenEval 0.80 for 0.8033, ImgEdit 3.19 for 3.1889)
 HEADLINE_TOLERANCE = 0.005 + 1e-9
-MME_SUM_TOLERANCE = 0.05 + 1e-9
+#: how far a printed sum may sit from its printed parts (``ScoreScale.sums``; MME prints one decimal)
+SUM_TOLERANCE = 0.05 + 1e-9
 
 
 @dataclass(frozen=True)
@@ -104,8 +80,18 @@ def _check_range(fail: Fail, where: str, value: Any, low: float, high: float, nu
         fail(f"{where} = {value} is off the harness scale [{low:g}, {high:g}] (convert the printed number)")
 
 
-def _check_scores(fail: Fail, benchmark: str, scores: Any) -> dict:
-    scale = SCALES[benchmark]
+def _scale_of(fail: Fail, benchmark: Any) -> ScoreScale:
+    """The published scale of a registered benchmark; any other name fails with a "did you mean"."""
+    known = [name for name in registry.names("benchmark")
+             if registry.get("benchmark", name).published_scale is not None]
+    if benchmark not in known:
+        match = difflib.get_close_matches(str(benchmark), known, n=1)
+        fail(f"unknown benchmark {benchmark!r}{f' (did you mean {match[0]!r}?)' if match else ''}; "
+             f"known: {', '.join(known)}")
+    return registry.get("benchmark", benchmark).published_scale
+
+
+def _check_scores(fail: Fail, benchmark: str, scale: ScoreScale, scores: Any) -> dict:
     if not isinstance(scores, dict) or "overall" not in scores:
         fail(f"{benchmark}: 'scores' must be a mapping with an 'overall' (null when not reported)")
     allowed = {"overall", *scale.extra, *([scale.breakdown] if scale.breakdown else [])}
@@ -118,7 +104,7 @@ def _check_scores(fail: Fail, benchmark: str, scores: Any) -> dict:
     parts = scores.get(scale.breakdown, {}) if scale.breakdown else {}
     if not isinstance(parts, dict):
         fail(f"{benchmark}.{scale.breakdown} must be a mapping of category -> number")
-    part_range = (0.0, 200.0) if benchmark == "mme" else (scale.low, scale.high)
+    part_range = scale.part_range or (scale.low, scale.high)
     for name, value in parts.items():
         if scale.categories is not None and name not in scale.categories:
             match = difflib.get_close_matches(str(name), scale.categories, n=1)
@@ -130,9 +116,10 @@ def _check_scores(fail: Fail, benchmark: str, scores: Any) -> dict:
         mean = sum(parts.values()) / len(parts)
         if abs(mean - scores["overall"]) > HEADLINE_TOLERANCE:
             fail(f"{benchmark}.overall = {scores['overall']} but the mean of its {scale.breakdown} is {mean:.5f}")
-    if benchmark == "mme" and None not in (scores["overall"], scores.get("perception"), scores.get("cognition")):
-        if abs(scores["perception"] + scores["cognition"] - scores["overall"]) > MME_SUM_TOLERANCE:
-            fail("mme.overall must be perception + cognition")
+    for total, terms in scale.sums.items():
+        values = [scores.get(key) for key in terms]
+        if scores.get(total) is not None and None not in values and abs(sum(values) - scores[total]) > SUM_TOLERANCE:
+            fail(f"{benchmark}.{total} must be {' + '.join(terms)}")
     return {key: (dict(value) if isinstance(value, dict) else value) for key, value in scores.items()}
 
 
@@ -150,10 +137,7 @@ def _parse_entry(name: str, data: Any, fail: Fail) -> Published:
         fail("'benchmarks' must be a non-empty mapping of benchmark -> {verified, scores, setup}")
     scores, verified, setup = {}, {}, {}
     for benchmark, block in benchmarks.items():
-        if benchmark not in SCALES:
-            match = difflib.get_close_matches(str(benchmark), SCALES, n=1)
-            fail(f"unknown benchmark {benchmark!r}{f' (did you mean {match[0]!r}?)' if match else ''}; "
-                 f"known: {', '.join(SCALES)}")
+        scale = _scale_of(fail, benchmark)
         if not isinstance(block, dict) or set(block) - {"verified", "scores", "setup"}:
             fail(f"{benchmark}: expected a mapping with verified, scores and setup only")
         if not isinstance(block.get("verified"), bool):
@@ -161,7 +145,7 @@ def _parse_entry(name: str, data: Any, fail: Fail) -> Published:
         notes = block.get("setup", {})
         if not isinstance(notes, dict) or any(isinstance(v, (dict, list)) for v in notes.values()):
             fail(f"{benchmark}: 'setup' must be a flat mapping of name -> text or number")
-        scores[benchmark] = _check_scores(fail, benchmark, block.get("scores"))
+        scores[benchmark] = _check_scores(fail, benchmark, scale, block.get("scores"))
         verified[benchmark] = block["verified"]
         setup[benchmark] = dict(notes)
     return Published(name=name, model=data["model"], source=data["source"], scores=scores,

@@ -26,7 +26,7 @@ class ReportCommand(Command):
         out = args.out or args.runs[0]
         if args.baseline:
             from reports.baselines import parse_baseline
-            from reports.compare import write_comparison
+            from reports.compare_html import write_comparison
 
             parsed = parse_baseline(args.baseline)
             baseline = [parsed] if isinstance(parsed, Path) else parsed  # a published entry stays one
@@ -89,7 +89,7 @@ class CompareCommand(Command):
         report = compare_runs(args.candidate, args.baseline, config)  # the verdict first, whatever follows
         print(report.text())
         if args.out:
-            from reports.compare import write_comparison
+            from reports.compare_html import write_comparison
 
             for path in write_comparison([args.candidate], [args.baseline], args.out, n_boot=config.n_boot,
                                          seed=config.seed):

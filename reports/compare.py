@@ -21,7 +21,6 @@ from typing import Any, Sequence
 
 from harness.benchmark import Benchmark
 from harness.errors import InputError
-from harness.fileio import atomic_write_text
 from harness.schema import SampleRecord
 from reports import stats
 from reports.items import run_items
@@ -443,18 +442,3 @@ def build_sections(candidates: Sequence[str | Path], baseline: Sequence[str | Pa
             section.notes.append(f"no baseline run of {run.benchmark}")
         sections.append(section)
     return sections
-
-
-def write_comparison(candidates: Sequence[Path], baseline: Sequence[Path] | Any, out_dir: Path, *,
-                     n_boot: int = 2000, seed: int = 0) -> list[Path]:
-    """Compare ``candidates`` (run folders, or folders of runs) with ``baseline`` (run folders matched
-    by benchmark name, or a ``reports.baselines.Published``); write ``report.md`` and a
-    self-contained ``report.html`` to ``out_dir`` and return their paths."""
-    from reports.compare_html import html_page, markdown
-
-    sections = build_sections(candidates, baseline, n_boot=n_boot, seed=seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "report.md", markdown(sections))
-    atomic_write_text(out_dir / "report.html", html_page(sections))
-    return [out_dir / "report.md", out_dir / "report.html"]

@@ -7,10 +7,11 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from harness.fileio import atomic_write_text
 from harness.schema import SampleRecord
-from reports.compare import Flip, Flips, Row, Section
+from reports.compare import Flip, Flips, Row, Section, build_sections
 from reports.run_report import _fmt
 
 # ------------------------------------------------------------------------------------ formatting
@@ -420,3 +421,16 @@ def html_page(sections: Sequence[Section]) -> str:
     parts += [_section_html(section) for section in sections]
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def write_comparison(candidates: Sequence[Path], baseline: Sequence[Path] | Any, out_dir: Path, *,
+                     n_boot: int = 2000, seed: int = 0) -> list[Path]:
+    """Compare ``candidates`` (run folders, or folders of runs) with ``baseline`` (run folders matched
+    by benchmark name, or a ``reports.baselines.Published``); write ``report.md`` and a
+    self-contained ``report.html`` to ``out_dir`` and return their paths."""
+    sections = build_sections(candidates, baseline, n_boot=n_boot, seed=seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "report.md", markdown(sections))
+    atomic_write_text(out_dir / "report.html", html_page(sections))
+    return [out_dir / "report.md", out_dir / "report.html"]

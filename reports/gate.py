@@ -8,28 +8,10 @@ probability about ``Phi(z - margin / SE)``, where SE is the standard error of th
 ``z = 1.645`` (alpha 0.05). For that to stay at or under 5% the margin must be at least
 ``2 z SE = 3.29 SE``: each default margin is 3.29 x SE at the official size, rounded up.
 
-SE of the difference of two equally good runs at the official sizes (z = 1.645, alpha = 0.05):
-
-- GenEval (0-1; 553 prompts, 4 images; mean of 6 tag means). Each prompt passes with the tag
-  accuracy of Janus-Pro-7B (0.99, 0.89, 0.59, 0.90, 0.79, 0.66; 80/99/80/94/100/100 prompts), the
-  two runs differ only by seed: Var = (1/36) sum_t 2 p_t (1 - p_t) / (4 n_t), SE = 0.0112,
-  3.29 SE = 0.037 -> **0.04**. Prompts of unequal difficulty only lower SE. A true 5-point drop then
-  fails with probability Phi(1.645 + 0.01 / 0.0112) = 0.99 or more. ``tests/test_gate_simulation.py``
-  measures both error rates on 200 simulated pairs each: same p for every prompt of a tag, the drop
-  fails 98.5% and equal models 3.5%; Beta-distributed prompt difficulty, 100% and 0.5%.
-- DPG-Bench (0-100; 1064 scored images, image = mean of 4 tiles). Assumed seed-to-seed SD of a
-  tile score 0.2 (0-1): per-image difference SD = 100 x 0.2 x sqrt(2/4) = 14.1, SE = 0.43,
-  3.29 SE = 1.43 -> **1.5**.
-- ImgEdit (1-5; 737 edits, mean of 9 type means, types of 23 to 117 edits). Assumed SD of one
-  item's score between runs 0.7 (seed plus a judge sampled at the API's default temperature):
-  SE = sqrt(sum_t 2 x 0.49 / n_t) / 9 = 0.042, 3.29 SE = 0.137 -> **0.15**.
-- MME (points, perception + cognition = sum of 14 subtask scores; 1187 images, 20 to 200 per
-  subtask). Greedy decoding leaves no seed noise, so the assumption is about the candidate: it
-  disagrees with the baseline on 10% of images by one question, half each way; on the image value
-  100 x share right + 100 x both right that is 200 <-> 50 or 50 <-> 0, taken as the larger, +-150: SE = sqrt(sum_s 0.1 x 150^2 / n_s) = 29,
-  3.29 SE = 96 -> **100** (the small 20-image subtasks dominate).
-- MMBench (0-1; dev EN 1164 questions, CircularEval hit per question). Same assumption, 10% of
-  questions discordant: SE = sqrt(0.1 / 1164) = 0.0093, 3.29 SE = 0.0305 -> **0.035**.
+Each benchmark declares its default margin (``gate_margin``) and the item count it was derived
+for (``official_items``); the comment beside them derives the margin from the SE of the difference
+of two equally good runs at that size (z = 1.645, alpha = 0.05). ``tests/test_gate_simulation.py``
+measures both error rates of the GenEval default on simulated pairs.
 
 The assumptions are the weak point: calibrate your own margins by running the baseline twice with
 different run seeds (or two checkpoints you consider equal), reading SE from ``harness compare``
@@ -50,17 +32,14 @@ from typing import Any, Sequence
 import yaml
 
 from harness import registry
+from harness.benchmark import Benchmark
 from harness.errors import InputError
 from harness.runner import load_summary
+from harness.yamlfile import read_yaml_text
 from reports.items import run_items
 from reports.protocols import comparable_card, flatten
 from reports.stats import GateResult, non_inferiority
 
-#: default margins in each benchmark's headline units (derivation in the module docstring)
-DEFAULT_MARGINS: dict[str, float] = {"geneval": 0.04, "dpg": 1.5, "imgedit": 0.15, "mme": 100.0,
-                                     "mmbench": 0.035}
-#: the item counts the default margins were derived for
-OFFICIAL_ITEMS: dict[str, int] = {"geneval": 553, "dpg": 1064, "imgedit": 737, "mme": 1187, "mmbench": 1164}
 #: protocol-card entries that may differ between the two sides of a gate
 NOT_COMPARED = ("model", "run_seed", "limit")
 CONFIG_KEYS = ("margins", "alpha", "n_boot", "seed")
@@ -68,8 +47,8 @@ CONFIG_KEYS = ("margins", "alpha", "n_boot", "seed")
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Margins (benchmark -> margin in headline units; these beat ``DEFAULT_MARGINS``), the
-    one-sided alpha, and the bootstrap's size and seed."""
+    """Margins (benchmark -> margin in headline units; these beat each benchmark's own
+    ``gate_margin``), the one-sided alpha, and the bootstrap's size and seed."""
 
     margins: dict[str, float] = field(default_factory=dict)
     alpha: float = 0.05
@@ -88,7 +67,19 @@ class GateConfig:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
     def margin_for(self, benchmark: str) -> float | None:
-        return self.margins.get(benchmark, DEFAULT_MARGINS.get(benchmark))
+        """The configured margin, else the benchmark's ``gate_margin`` (None for neither)."""
+        if benchmark in self.margins:
+            return self.margins[benchmark]
+        declared = _benchmark_class(benchmark)
+        return declared.gate_margin if declared else None
+
+
+def _benchmark_class(name: str) -> type[Benchmark] | None:
+    """The registered benchmark ``name``, or None."""
+    try:
+        return registry.get("benchmark", name)
+    except registry.UnknownPluginError:
+        return None
 
 
 def _is_number(value: Any) -> bool:
@@ -117,16 +108,8 @@ def load_gate_config(path: str | Path) -> GateConfig:
     """Read a YAML gate config: ``margins: {geneval: 0.03}``, ``alpha``, ``n_boot``, ``seed`` (all
     optional). Bad values raise ``InputError`` naming the file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("gate config not found", path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path,
-                         mark.line + 1 if mark else None) from None
+    data, text = read_yaml_text(path, "gate config")
+    lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))  # parsed above, so valid
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise InputError(f"a gate config is a mapping with keys {', '.join(CONFIG_KEYS)}", path, 1)
@@ -152,7 +135,7 @@ def load_gate_config(path: str | Path) -> GateConfig:
 
 
 def parse_margin(text: str) -> tuple[str, float]:
-    """``"geneval=0.03"`` (CLI ``--margin``) -> ("geneval", 0.03)."""
+    """``"NAME=0.03"`` (CLI ``--margin``) -> (NAME, 0.03); NAME must be a registered benchmark."""
     name, sep, value = text.partition("=")
     try:
         margin = float(value)
@@ -292,7 +275,8 @@ def _gate_pair(label: str, cand: _Run, base: _Run, config: GateConfig) -> GateRe
     if result.n_items < max(len(cand_items.values), len(base_items.values)):
         notes.append(f"paired on {result.n_items} items (candidate {len(cand_items.values)}, "
                      f"baseline {len(base_items.values)})")
-    official = OFFICIAL_ITEMS.get(benchmark)
+    declared = _benchmark_class(benchmark)
+    official = declared.official_items if declared else None
     if benchmark not in config.margins and official and result.n_items < official:
         notes.append(f"default margin assumes {official} items, here {result.n_items}: equal models fail "
                      f"more often (see --margin {benchmark}=VALUE)")

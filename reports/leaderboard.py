@@ -8,44 +8,49 @@ edit types, prompts), is marked "†" with a footnote giving the reasons: its nu
 is not comparable with published numbers. Published numbers from secondary sources are marked "(S)".
 The leaderboard never subtracts one number from another; ``harness compare`` does that, with
 statistics, where it is allowed.
+
+The leaderboard names no benchmark: its columns are the registered benchmarks'
+``leaderboard_columns`` (in ``leaderboard_order``), and an official result file is rescored by
+whichever registered rescorer ``claims`` it.
 """
 from __future__ import annotations
 
 import csv
 import html
 import io
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from harness import registry
 from harness.artifacts import read_manifest
+from harness.benchmark import Column
+from harness.commands import Rescored
 from harness.errors import InputError
 from harness.fileio import atomic_write_text
-from harness.hashing import hash_file, hash_value
 from harness.runner import load_summary
 from reports.protocols import official_departures
-from reports.baselines import GENEVAL_TAGS, IMGEDIT_TYPES, MME_SUBTASKS, get_published
-
+from reports.baselines import get_published
 
 @dataclass(frozen=True)
-class Column:
-    label: str
-    benchmark: str
-    key: str  # key of the scores dict
-    decimals: int
-    scale: str
+class BoardColumn(Column):
+    """A benchmark's leaderboard column, with the benchmark it belongs to."""
+
+    benchmark: str = ""
 
 
-COLUMNS = (
-    Column("GenEval", "geneval", "overall", 3, "0-1"),
-    Column("DPG", "dpg", "overall", 2, "0-100"),
-    Column("ImgEdit", "imgedit", "overall", 2, "1-5, judge-dependent"),
-    Column("MME-P", "mme", "perception", 2, "0-2000"),
-    Column("MME-C", "mme", "cognition", 2, "0-800"),
-    Column("MMBench", "mmbench", "overall", 3, "0-1, papers print x100"),
-)
-OFFICIAL_GENEVAL_PROMPTS = 553
+def _columns_of(benchmark: str) -> list[BoardColumn]:
+    """The benchmark's ``leaderboard_columns`` (by default one column: its ``overall``)."""
+    columns = registry.get("benchmark", benchmark).leaderboard_columns or (Column(benchmark, "overall", 3, ""),)
+    return [BoardColumn(**asdict(column), benchmark=benchmark) for column in columns]
+
+
+def board_columns() -> tuple[BoardColumn, ...]:
+    """Every registered benchmark's columns, in ``leaderboard_order`` (then by name)."""
+    def order(name: str) -> tuple[int, str]:
+        return registry.get("benchmark", name).leaderboard_order, name
+
+    return tuple(column for name in sorted(registry.names("benchmark"), key=order) for column in _columns_of(name))
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Row:
     @property
     def provenance(self) -> list[str]:
         lines: list[str] = []
-        for column in COLUMNS:
+        for column in board_columns():
             cell = self.cells.get(column.label)
             if cell is not None and cell.provenance not in lines:
                 lines.append(cell.provenance)
@@ -86,7 +91,7 @@ class Row:
 @dataclass
 class Leaderboard:
     rows: list[Row]
-    columns: tuple[Column, ...] = COLUMNS
+    columns: tuple[BoardColumn, ...] = field(default_factory=board_columns)
 
     def row(self, name: str) -> Row:
         for row in self.rows:
@@ -103,10 +108,6 @@ class Leaderboard:
                 if cell is not None and cell.departures:
                     notes.setdefault((column.benchmark, cell.departures), len(notes) + 1)
         return notes
-
-
-def _columns_of(benchmark: str) -> list[Column]:
-    return [column for column in COLUMNS if column.benchmark == benchmark]
 
 
 class _Builder:
@@ -141,9 +142,6 @@ class _Builder:
         if row is None or any(column.label in row.cells for column in columns):
             row = self._new_row(run_dir.name, "run", model)
             self.run_rows.setdefault(key, row)
-        if not columns:
-            row.notes.append(f"{name}: no leaderboard column ({provenance})")
-            return
         departures = tuple(official_departures(protocol))
         for column in columns:
             value = summary["scores"].get(column.key)
@@ -152,13 +150,12 @@ class _Builder:
         if failed:
             row.notes.append(f"{name}: {failed} judge failure(s) excluded from the scores")
 
-    def add_rescored(self, benchmark: str, label: str, model: str, provenance: str,
-                     values: dict[str, tuple[float | None, tuple[str, ...]]], notes: list[str]) -> None:
-        row = self._new_row(label, "rescored", model)
+    def add_rescored(self, benchmark: str, rescored: Rescored) -> None:
+        row = self._new_row(rescored.label, "rescored", "?")
         for column in _columns_of(benchmark):
-            value, departures = values[column.key]
-            row.cells[column.label] = Cell(value, provenance, departures)
-        row.notes += [f"{benchmark}: {note}" for note in notes]
+            value, departures = rescored.values.get(column.key, (None, ()))
+            row.cells[column.label] = Cell(value, rescored.provenance, departures)
+        row.notes += [f"{benchmark}: {note}" for note in rescored.notes]
 
     def add_published(self, name: str) -> None:
         entry = get_published(name)
@@ -174,141 +171,42 @@ class _Builder:
                 row.notes.append(f"{benchmark}: {setup}")
 
 
-def _label(path: Path) -> str:
-    return "/".join(path.resolve().parts[-3:])
+def _rescore(builder: _Builder, source: str) -> bool:
+    """Rescore ``source`` with the registered rescorer that claims it; False when none does."""
+    for name in registry.names("rescore"):
+        rescorer = registry.get("rescore", name)()
+        if rescorer.claims(source):
+            builder.add_rescored(name, rescorer.leaderboard_entry(source))
+            return True
+    return False
 
 
-def _short(path: Path) -> str:
-    if path.is_dir():  # a folder of files: hash of (name, file hash) pairs
-        return hash_value(sorted((p.name, hash_file(p)) for p in path.iterdir() if p.is_file()), 12)
-    return hash_file(path, 12)
-
-
-def _rescore_geneval(builder: _Builder, path: Path) -> None:
-    from benchmarks.geneval.rescore import rescore_results
-
-    summary = rescore_results(path)
-    departures = []
-    if summary["prompts"] != OFFICIAL_GENEVAL_PROMPTS:
-        departures.append(f"{summary['prompts']} prompts (the official set has {OFFICIAL_GENEVAL_PROMPTS})")
-    absent = [tag for tag in GENEVAL_TAGS if tag not in summary["tasks"]]
-    if absent:
-        departures.append(f"tags absent: {', '.join(absent)}")
-    builder.add_rescored("geneval", _label(path), "?", f"rescored {path} ({_short(path)})",
-                         {"overall": (summary["overall"], tuple(departures))},
-                         [f"{summary['images']} images, {summary['prompts']} prompts"])
-
-
-def _rescore_mme(builder: _Builder, path: Path) -> None:
-    from benchmarks.mme.data import COGNITION, PERCEPTION
-    from benchmarks.mme.rescore import rescore_folder
-
-    summary = rescore_folder(path, present_only=True)
-    values = {}
-    for key, group in (("perception", PERCEPTION), ("cognition", COGNITION)):
-        missing = [name for name in group if name in summary["missing"]]
-        reasons = (f"{len(group) - len(missing)} of {len(group)} {key} subtasks present "
-                   f"(missing: {', '.join(missing)})",) if missing and summary[key] is not None else ()
-        values[key] = (summary[key], reasons)
-    builder.add_rescored("mme", _label(path), "?", f"rescored {path} ({_short(path)})",
-                         values, [f"subtasks scored: {len(summary['present'])} of {len(MME_SUBTASKS)}"])
-
-
-def _rescore_mmbench(builder: _Builder, path: Path) -> None:
-    from benchmarks.mmbench.rescore import rescore_predictions
-
-    summary = rescore_predictions(path)
-    departures = ["choice extraction by rules only (published numbers used a ChatGPT extractor; "
-                  "exact matching is a lower bound)"]
-    if "splits" in summary:
-        departures.append(f"overall pools several splits ({', '.join(summary['splits'])})")
-    builder.add_rescored("mmbench", _label(path), "?", f"rescored {path} ({_short(path)})",
-                         {"overall": (summary["overall"], tuple(departures))},
-                         [f"{summary['counts'].get('questions', 0)} questions"])
-
-
-def _rescore_dpg(builder: _Builder, detail: Path, questions: Path) -> None:
-    from benchmarks.dpg.rescore import rescore_detail
-
-    summary = rescore_detail(detail, questions)
-    builder.add_rescored("dpg", _label(detail), "?",
-                         f"rescored {detail} ({_short(detail)}) with {questions} ({_short(questions)})",
-                         {"overall": (summary["overall"], ())},
-                         [f"{summary['images']} image scores averaged (official mode), image folder "
-                          f"{summary['model']!r}"])
-
-
-def _rescore_imgedit(builder: _Builder, result: Path, edits: Path) -> None:
-    from benchmarks.imgedit.rescore import rescore_results
-
-    summary = rescore_results(result, edits)
-    departures = []
-    if summary["types_scored"] < len(IMGEDIT_TYPES):
-        absent = [name for name in IMGEDIT_TYPES if name not in summary["types"]]
-        departures.append(f"{summary['types_scored']} of {len(IMGEDIT_TYPES)} edit types scored "
-                          f"(none: {', '.join(absent)})")
-    notes = [f"{summary['scored']} items scored; judge not recorded in result.json (compare only "
-             "with numbers from the same judge)"]
-    if summary["judge_failed"]:
-        notes.append(f"{summary['judge_failed']} judge failure(s) excluded")
-    builder.add_rescored("imgedit", _label(result), "?",
-                         f"rescored {result} ({_short(result)}) with {edits} ({_short(edits)})",
-                         {"overall": (summary["overall"], tuple(departures))}, notes)
-
-
-def _paired_source(text: str, builder: _Builder) -> bool:
-    """``dpg:DETAIL_TXT:CSV`` and ``imgedit:RESULT_JSON:EDITS_JSON``; False for other sources."""
-    handlers: dict[str, Callable[[_Builder, Path, Path], None]] = {"dpg": _rescore_dpg,
-                                                                   "imgedit": _rescore_imgedit}
-    kind, _, rest = text.partition(":")
-    if kind not in handlers or not rest:
-        return False
-    parts = rest.split(":")
-    if len(parts) != 2 or not all(parts):
-        raise InputError(f"leaderboard source {text!r}: expected {kind}:FILE:FILE")
-    if missing := [part for part in parts if not Path(part).is_file()]:
-        raise InputError(f"leaderboard source {text!r}: file not found", missing[0])
-    handlers[kind](builder, Path(parts[0]), Path(parts[1]))
-    return True
+def _known_sources() -> str:
+    return ", ".join(registry.get("rescore", name).source_help or name for name in registry.names("rescore"))
 
 
 def _add_source(builder: _Builder, source: str | Path) -> None:
-    if isinstance(source, str) and _paired_source(source, builder):
-        return
     path = Path(source)
-    if path.is_dir():
-        summaries = sorted(path.rglob("summary.json"))
-        if summaries:
-            for summary in summaries:
-                builder.add_run(summary.parent)
-        elif any((path / f"{name}.txt").is_file() for name in MME_SUBTASKS):
-            _rescore_mme(builder, path)
-        else:
-            raise InputError("no run folder (summary.json) below this folder, and no MME results "
-                             "(<subtask>.txt) in it", path)
+    summaries = sorted(path.rglob("summary.json")) if path.is_dir() else []
+    if path.is_file() and path.name.lower() == "summary.json":
+        summaries = [path]
+    if summaries:
+        for summary in summaries:
+            builder.add_run(summary.parent)
+    elif _rescore(builder, str(source)):
+        return
+    elif path.is_dir():
+        raise InputError(f"no run folder (summary.json) below this folder, and no known result files in it "
+                         f"({_known_sources()})", path)
     elif path.is_file():
-        name = path.name.lower()
-        if name == "summary.json":
-            builder.add_run(path.parent)
-        elif name.endswith(".jsonl"):
-            _rescore_geneval(builder, path)
-        elif name.endswith((".tsv", ".csv", ".xlsx")):
-            _rescore_mmbench(builder, path)
-        elif name.endswith("_detail.txt"):
-            raise InputError("a DPG detail file needs its question CSV: pass dpg:DETAIL_TXT:CSV", path)
-        elif name.endswith(".json"):
-            raise InputError("an ImgEdit result file needs its edit list: pass "
-                             "imgedit:RESULT_JSON:EDITS_JSON (basic_edit.json)", path)
-        else:
-            raise InputError("not a known result file (GenEval results.jsonl, MMBench predictions "
-                             ".tsv/.csv/.xlsx, or dpg:/imgedit: pairs)", path)
+        raise InputError(f"not a known result file ({_known_sources()})", path)
     else:
         raise InputError("leaderboard source not found", path)
 
 
 def build_leaderboard(sources: Sequence[str | Path], published: Sequence[str] = ()) -> Leaderboard:
     """Rows from run folders (found below each folder by ``summary.json``), official result files
-    rescored with the benchmarks' own rescore functions, and published entries, in that order."""
+    rescored by the benchmarks' own rescorers, and published entries, in that order."""
     builder = _Builder()
     for source in sources:
         _add_source(builder, source)

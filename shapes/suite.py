@@ -26,6 +26,8 @@ class ShapesBenchmark:
     oracle: tuple[str, Mapping[str, Any]] = ("", {})  # the procedural model that gets it right
     tour_sizes: Mapping[str, str] = field(default_factory=dict)  # tour size field -> data or benchmark param
     headline: Callable[[Mapping[str, Any]], str] = lambda scores: f"overall {scores['overall']:.4f}"
+    #: ``harness shapes-data``: (out, items, seed, image size, legacy layout) -> the path written
+    standalone: Callable[[Path, int, int, int, bool], Path] | None = None
 
 
 def _write_dpg(path: Path, data: Mapping[str, int], seed: int) -> None:
@@ -46,6 +48,16 @@ def _write_mme(path: Path, data: Mapping[str, int], seed: int) -> None:
 def _write_mmbench(path: Path, data: Mapping[str, int], seed: int) -> None:
     from shapes.understanding_mmbench import write_mmbench_shapes
     write_mmbench_shapes(path, questions=data["questions"], seed=seed)
+
+
+def _mme_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+    from shapes.understanding import write_mme_shapes
+    return write_mme_shapes(out, per_subtask=items, seed=seed, size=size)
+
+
+def _mmbench_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+    from shapes.understanding_mmbench import write_mmbench_shapes
+    return write_mmbench_shapes(out, questions=items, seed=seed, size=size, legacy=legacy)
 
 
 def _geneval_headline(scores: Mapping[str, Any]) -> str:
@@ -72,11 +84,13 @@ SHAPES_BENCHMARKS: dict[str, ShapesBenchmark] = {
                            locate=lambda p: {"data": str(p)}, oracle=("shapes-answerer", {}),
                            tour_sizes={"mme_images_per_subtask": "images_per_subtask"},
                            headline=lambda scores: f"perception {scores['perception']:.2f} "
-                                                   f"(max {200 * len(scores['subtasks'])})"),
+                                                   f"(max {200 * len(scores['subtasks'])})",
+                           standalone=_mme_data),
     "mmbench": ShapesBenchmark({"questions": 40}, {}, answers=True, writer=_write_mmbench,
                                locate=lambda p: {"data": str(p)}, suffix=".tsv", oracle=("shapes-answerer", {}),
                                tour_sizes={"mmbench_questions": "questions"},
-                               headline=lambda scores: f"overall {scores['overall']:.4f} (CircularEval)"),
+                               headline=lambda scores: f"overall {scores['overall']:.4f} (CircularEval)",
+                               standalone=_mmbench_data),
 }
 
 

@@ -18,7 +18,8 @@ from benchmarks.geneval.benchmark import GenEval
 from benchmarks.mmbench.benchmark import MMBench
 from benchmarks.mmbench.circular import L2_ABBREVIATIONS
 from harness.errors import InputError
-from reports.compare import build_sections, find_runs, write_comparison
+from reports.compare import build_sections, find_runs
+from reports.compare_html import write_comparison
 
 # 12 GenEval prompts x 2 images; MME 4 subtasks x 3 images x 2 questions; 12 MMBench questions
 PROCEDURAL = {"geneval": "shapes-renderer", "dpg": "shapes-renderer", "imgedit": "shapes-editor",

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import registry
 from harness.errors import InputError
 from harness.fileio import atomic_write_text, write_jsonl
 from harness.runner import build_benchmark
 from harness.schema import SampleRecord
 from harness.spec import ComponentSpec, RunSpec
-from reports.gate import (DEFAULT_MARGINS, GateConfig, compare_runs, config_from_options,
-                          load_gate_config, parse_margin, protocol_differences)
+from reports.gate import (GateConfig, compare_runs, config_from_options, load_gate_config, parse_margin,
+                          protocol_differences)
 from reports.stats import non_inferiority
 
 # tag: (prompts, Janus-Pro-7B accuracy), PROTOCOLS.md sections 1.1 and 7
@@ -61,7 +62,7 @@ def test_gate_rejection_rates_at_geneval_size(concentration):
     groups, baseline_p = pass_probabilities(rng, concentration)
     worse_p = with_drop(groups, baseline_p, DROP)
     config = GateConfig()
-    margin = DEFAULT_MARGINS["geneval"]
+    margin = registry.get("benchmark", "geneval").gate_margin
 
     def fails(candidate_p: np.ndarray) -> bool:
         result = non_inferiority(draw_items(groups, candidate_p, rng), draw_items(groups, baseline_p, rng),
@@ -220,7 +221,7 @@ def test_gate_config_file(tmp_path):
     config = load_gate_config(path)
     assert (config.alpha, config.n_boot, config.seed) == (0.1, 2000, 0)
     assert config.margin_for("geneval") == 0.03 and config.margin_for("mme") == 80.0
-    assert config.margin_for("dpg") == DEFAULT_MARGINS["dpg"]
+    assert config.margin_for("dpg") == registry.get("benchmark", "dpg").gate_margin
     assert config.margin_for("not-a-benchmark") is None
 
 

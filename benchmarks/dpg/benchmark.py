@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 from benchmarks.dpg import results_io
 from benchmarks.dpg.data import DPGItem, load_prompts, load_question_graph
 from benchmarks.dpg.rules import MODES, ImageOutcome, TileOutcome, aggregate, score_image, score_tile
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file, hash_value
@@ -60,6 +60,15 @@ class DPGBench(Benchmark):
     scale_note = ("0-100: overall = 100 x mean image score (image = mean of its tiles; tile = mean of "
                   "its dependency-zeroed yes/no question scores); L1/L2 = 100 x mean of the pooled "
                   "question scores (official mode: last tile, before zeroing)")
+    published_scale = ScoreScale(0.0, 100.0, breakdown="l1",
+                                 categories=("global", "entity", "attribute", "relation", "other"))
+    leaderboard_order = 20  # place of its columns on leaderboards (smaller first)
+    leaderboard_columns = (Column("DPG", "overall", 2, "0-100"),)
+    # Gate margin (reports/gate.py) for 1064 scored images, image = mean of 4 tiles: assumed
+    # seed-to-seed SD of a tile score 0.2 (0-1), so the per-image difference SD = 100 x 0.2 x
+    # sqrt(2/4) = 14.1, SE = 0.43, 3.29 SE = 1.43 -> 1.5.
+    gate_margin = 1.5
+    official_items = 1064
 
     def __init__(self, csv: str, prompts: str = "official", tiles_per_prompt: int = 4,
                  mode: str = "official"):

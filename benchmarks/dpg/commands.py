@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 from benchmarks.dpg.benchmark import BENCHMARK_NAME
-from harness.commands import Rescorer
-from harness.errors import HarnessError
+from harness.commands import Rescored, Rescorer, paired_source
+from harness.errors import HarnessError, InputError
 from harness.registry import register
 
 
 @register("rescore", BENCHMARK_NAME)
 class DPGRescorer(Rescorer):
     help = "an official *_detail.txt (answers per image, tile, question)"
+    source_help = f"{BENCHMARK_NAME}:DETAIL_TXT:CSV"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("detail", type=Path)
@@ -40,3 +41,22 @@ class DPGRescorer(Rescorer):
         print(format_summary(summary))
         print(json.dumps({key: summary[key] for key in ("overall", "l1", "l2", "images")}))
         return 0
+
+    def claims(self, source: str) -> bool:
+        """``dpg:DETAIL_TXT:CSV``; a detail file alone is an error asking for its CSV."""
+        if paired_source(source, BENCHMARK_NAME) is not None:
+            return True
+        path = Path(source)
+        if path.is_file() and path.name.lower().endswith("_detail.txt"):
+            raise InputError(f"a DPG detail file needs its question CSV: pass {self.source_help}", path)
+        return False
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        """The overall score, official mode."""
+        from benchmarks.dpg.rescore import rescore_detail
+
+        detail, questions = paired_source(source, BENCHMARK_NAME)
+        summary = rescore_detail(detail, questions)
+        return Rescored.from_files([detail, questions], {"overall": (summary["overall"], ())},
+                                   [f"{summary['images']} image scores averaged (official mode), image folder "
+                                    f"{summary['model']!r}"])

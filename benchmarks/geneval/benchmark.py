@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from benchmarks.geneval import aggregate, results_io
-from benchmarks.geneval.data import COLORS, PROMPT_SET, load_class_names, load_metadata
+from benchmarks.geneval.data import COLORS, PROMPT_SET, TAGS, load_class_names, load_metadata
 from benchmarks.geneval.rules import GenEvalOptions, score_image
 from harness import registry
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file, hash_value
@@ -62,6 +62,19 @@ class GenEval(Benchmark):
     headline_aggregation = "group_mean"  # tag accuracies, then their mean
     paired_test = "mcnemar"  # each image passes or fails
     scale_note = "0-1, unweighted mean of the six per-tag image accuracies"
+    published_scale = ScoreScale(0.0, 1.0, breakdown="tasks", categories=TAGS, headline_is_mean=True)
+    leaderboard_order = 10  # place of its columns on leaderboards (smaller first)
+    leaderboard_columns = (Column("GenEval", "overall", 3, "0-1"),)
+    # Gate margin = 3.29 x SE of the difference of two equally good runs at 553 prompts x 4 images
+    # (reports/gate.py). Each prompt passes with the tag accuracy of Janus-Pro-7B (0.99, 0.89, 0.59,
+    # 0.90, 0.79, 0.66; 80/99/80/94/100/100 prompts) and the runs differ only by seed:
+    # Var = (1/36) sum_t 2 p_t (1 - p_t) / (4 n_t), SE = 0.0112, 3.29 SE = 0.037 -> 0.04. Prompts of
+    # unequal difficulty only lower SE. A true 5-point drop then fails with probability
+    # Phi(1.645 + 0.01 / 0.0112) = 0.99 or more. tests/test_gate_simulation.py measures both error
+    # rates on 200 simulated pairs each: same p for every prompt of a tag, the drop fails 98.5% and
+    # equal models 3.5%; Beta-distributed prompt difficulty, 100% and 0.5%.
+    gate_margin = 0.04
+    official_items = 553
 
     def __init__(self, prompts: str = "official", images_per_prompt: int = 4, per_tag: int = 10,
                  prompt_seed: int = 0, options: Mapping[str, Any] | None = None,

@@ -5,8 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.geneval.benchmark import BENCHMARK_NAME
-from harness.commands import Rescorer, key_values
+from benchmarks.geneval.benchmark import BENCHMARK_NAME, GenEval
+from benchmarks.geneval.data import TAGS
+from harness.commands import Rescored, Rescorer, key_values
 from harness.errors import HarnessError
 from harness.registry import register
 
@@ -14,6 +15,7 @@ from harness.registry import register
 @register("rescore", BENCHMARK_NAME)
 class GenEvalRescorer(Rescorer):
     help = "results.jsonl, or a detections file with --from-detections"
+    source_help = "GenEval results.jsonl"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", type=Path)
@@ -44,3 +46,21 @@ class GenEvalRescorer(Rescorer):
         print(json.dumps({"overall": summary["overall"], "tasks": summary["tasks"],
                           "images": summary["images"], "prompts": summary["prompts"]}))
         return 0
+
+    def claims(self, source: str) -> bool:
+        return Path(source).name.lower().endswith(".jsonl") and Path(source).is_file()
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        """The overall score; fewer prompts than the official set, or absent tags, are departures."""
+        from benchmarks.geneval.rescore import rescore_results
+
+        path = Path(source)
+        summary = rescore_results(path)
+        departures = []
+        if summary["prompts"] != GenEval.official_items:
+            departures.append(f"{summary['prompts']} prompts (the official set has {GenEval.official_items})")
+        absent = [tag for tag in TAGS if tag not in summary["tasks"]]
+        if absent:
+            departures.append(f"tags absent: {', '.join(absent)}")
+        return Rescored.from_files([path], {"overall": (summary["overall"], tuple(departures))},
+                                   [f"{summary['images']} images, {summary['prompts']} prompts"])

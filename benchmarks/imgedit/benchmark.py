@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 from benchmarks.imgedit.data import (EDIT_TYPES, KNOWN_PROMPT_FILES, EditItem, SourceImages, fill_prompt,
                                      load_edits, load_judge_prompts, prompts_content_hash)
 from benchmarks.imgedit.rules import OfficialCrash, overall_score, parse_reply, type_means
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.fileio import atomic_write_text
 from harness.hashing import hash_file
 from harness.images import load_image
@@ -57,6 +57,14 @@ class ImgEdit(Benchmark):
     breakdown_range = (0.0, 5.0)
     scale_note = ("1-5 judge scale: overall = unweighted mean of the edit-type means (kept unrounded; "
                   "papers print 2 decimals); each type mean = mean of the item scores rounded to 2 decimals")
+    published_scale = ScoreScale(1.0, 5.0, breakdown="types", categories=EDIT_TYPES, headline_is_mean=True)
+    leaderboard_order = 30  # place of its columns on leaderboards (smaller first)
+    leaderboard_columns = (Column("ImgEdit", "overall", 2, "1-5, judge-dependent"),)
+    # Gate margin (reports/gate.py) for 737 edits, mean of 9 type means (23 to 117 edits a type):
+    # assumed SD of one item's score between runs 0.7 (seed plus a judge sampled at the API's default
+    # temperature): SE = sqrt(sum_t 2 x 0.49 / n_t) / 9 = 0.042, 3.29 SE = 0.137 -> 0.15.
+    gate_margin = 0.15
+    official_items = 737
 
     def __init__(self, edits: str, images: str, judge_prompts: str):
         self.edits = load_edits(edits)

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 
 from benchmarks.imgedit.benchmark import BENCHMARK_NAME
-from harness.commands import Rescorer
+from benchmarks.imgedit.data import EDIT_TYPES
+from harness.commands import Rescored, Rescorer, paired_source
+from harness.errors import InputError
 from harness.registry import register
 
 
 @register("rescore", BENCHMARK_NAME)
 class ImgEditRescorer(Rescorer):
     help = "the judge's result.json ({key: reply})"
+    source_help = f"{BENCHMARK_NAME}:RESULT_JSON:EDITS_JSON"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("result", type=Path)
@@ -27,3 +30,30 @@ class ImgEditRescorer(Rescorer):
         print(format_summary(summary))
         print(json.dumps({"overall": summary["overall"], "types": summary["types"]}))
         return 0
+
+    def claims(self, source: str) -> bool:
+        """``imgedit:RESULT_JSON:EDITS_JSON``; a JSON file alone is an error asking for its edit list."""
+        if paired_source(source, BENCHMARK_NAME) is not None:
+            return True
+        path = Path(source)
+        if path.is_file() and path.name.lower().endswith(".json"):
+            raise InputError(f"an ImgEdit result file needs its edit list: pass {self.source_help} "
+                             "(basic_edit.json)", path)
+        return False
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        """The overall score; edit types without a score are departures (the judge is not recorded)."""
+        from benchmarks.imgedit.rescore import rescore_results
+
+        result, edits = paired_source(source, BENCHMARK_NAME)
+        summary = rescore_results(result, edits)
+        departures = []
+        if summary["types_scored"] < len(EDIT_TYPES):
+            absent = [name for name in EDIT_TYPES if name not in summary["types"]]
+            departures.append(f"{summary['types_scored']} of {len(EDIT_TYPES)} edit types scored "
+                              f"(none: {', '.join(absent)})")
+        notes = [f"{summary['scored']} items scored; judge not recorded in result.json (compare only "
+                 "with numbers from the same judge)"]
+        if summary["judge_failed"]:
+            notes.append(f"{summary['judge_failed']} judge failure(s) excluded")
+        return Rescored.from_files([result, edits], {"overall": (summary["overall"], tuple(departures))}, notes)

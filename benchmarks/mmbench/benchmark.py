@@ -22,7 +22,7 @@ from benchmarks.mmbench.matching import (MAX_JUDGE_ATTEMPTS, ChoiceItem, check_f
 from benchmarks.mmbench.prompts import (LANGS, PROMPT_STYLES, judge_prompt, llava_options, llava_prompt,
                                         vlmevalkit_prompt)
 from benchmarks.mmbench.tables import as_read_back
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
 from harness.hashing import hash_bytes, hash_value
 from harness.models.base import InputImage, Request
@@ -75,6 +75,13 @@ class MMBench(Benchmark):
     paired_test = "mcnemar"  # each question is a hit or not
     pass_fail_unit = "item"  # a question (all its circular passes), not a pass
     scale_note = "0-1 (papers multiply by 100): CircularEval accuracy over questions; bars show L2 categories"
+    published_scale = ScoreScale(0.0, 1.0, breakdown="l2")
+    leaderboard_order = 50  # place of its columns on leaderboards (smaller first)
+    leaderboard_columns = (Column("MMBench", "overall", 3, "0-1, papers print x100"),)
+    # Gate margin (reports/gate.py) for dev EN, 1164 questions, a CircularEval hit per question: as
+    # for MME, 10% of questions discordant: SE = sqrt(0.1 / 1164) = 0.0093, 3.29 SE = 0.0305 -> 0.035.
+    gate_margin = 0.035
+    official_items = 1164
 
     def __init__(self, data: str, prompt_style: str = "vlmevalkit", circular: str = "auto",
                  rule_version: str = DEFAULT_RULE_VERSION, judge_fallback: str = "seeded", lang: str = "auto"):

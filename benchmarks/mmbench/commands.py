@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.mmbench.benchmark import BENCHMARK_NAME
-from harness.commands import Rescorer
+from harness.commands import Rescored, Rescorer
 from harness.errors import HarnessError
 from harness.registry import register
 
@@ -14,6 +14,7 @@ from harness.registry import register
 @register("rescore", BENCHMARK_NAME)
 class MMBenchRescorer(Rescorer):
     help = "a predictions file (tsv, csv or xlsx) in VLMEvalKit format"
+    source_help = "MMBench predictions .tsv/.csv/.xlsx"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", type=Path)
@@ -46,3 +47,19 @@ class MMBenchRescorer(Rescorer):
         print(format_summary(summary))
         print(json.dumps({"overall": summary["overall"], "l2": summary["l2"], "l3": summary["l3"]}))
         return 0
+
+    def claims(self, source: str) -> bool:
+        return Path(source).name.lower().endswith((".tsv", ".csv", ".xlsx")) and Path(source).is_file()
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        """CircularEval accuracy by exact matching: never the official (ChatGPT-extracted) setup."""
+        from benchmarks.mmbench.rescore import rescore_predictions
+
+        path = Path(source)
+        summary = rescore_predictions(path)
+        departures = ["choice extraction by rules only (published numbers used a ChatGPT extractor; "
+                      "exact matching is a lower bound)"]
+        if "splits" in summary:
+            departures.append(f"overall pools several splits ({', '.join(summary['splits'])})")
+        return Rescored.from_files([path], {"overall": (summary["overall"], tuple(departures))},
+                                   [f"{summary['counts'].get('questions', 0)} questions"])

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from benchmarks.mme import results_io
 from benchmarks.mme.data import COGNITION, GROUP_OF, PERCEPTION, RELEASE_IMAGES, SUBTASKS, MMEItem, load_items
 from benchmarks.mme.rules import parse_answer, score_subtask, summarize_subtasks
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
 from harness.hashing import hash_bytes, hash_value
 from harness.models.base import InputImage, Request
@@ -66,6 +66,18 @@ class MME(Benchmark):
     breakdown_range = (0.0, 200.0)
     scale_note = ("MME points: subtask = 100*acc + 100*acc+ (max 200); overall = perception "
                   "(10 subtasks, max 2000) + cognition (4 subtasks, max 800), over the subtasks present")
+    published_scale = ScoreScale(0.0, 2800.0, breakdown="subtasks", categories=SUBTASKS,
+                                 extra={"perception": (0.0, 2000.0), "cognition": (0.0, 800.0)},
+                                 part_range=(0.0, 200.0), sums={"overall": ("perception", "cognition")})
+    leaderboard_order = 40  # place of its columns on leaderboards (smaller first)
+    leaderboard_columns = (Column("MME-P", "perception", 2, "0-2000"), Column("MME-C", "cognition", 2, "0-800"))
+    # Gate margin (reports/gate.py) for 1187 images, 20 to 200 a subtask. Greedy decoding leaves no
+    # seed noise, so the assumption is about the candidate: it disagrees with the baseline on 10% of
+    # images by one question, half each way; on the image value 100 x share right + 100 x both right
+    # that is 200 <-> 50 or 50 <-> 0, taken as the larger, +-150: SE = sqrt(sum_s 0.1 x 150^2 / n_s)
+    # = 29, 3.29 SE = 96 -> 100 (the small 20-image subtasks dominate).
+    gate_margin = 100.0
+    official_items = 1187
 
     def __init__(self, data: str, eval_tool: str | None = None, prompt_suffix: str = "none",
                  subtasks: str | Iterable[str] | None = None):

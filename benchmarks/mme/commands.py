@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 from benchmarks.mme.benchmark import BENCHMARK_NAME
-from harness.commands import Rescorer
+from benchmarks.mme.data import COGNITION, PERCEPTION, SUBTASKS
+from harness.commands import Rescored, Rescorer
 from harness.registry import register
 
 
 @register("rescore", BENCHMARK_NAME)
 class MMERescorer(Rescorer):
     help = "a folder of per-subtask answer files (image, question, GT, answer)"
+    source_help = "an MME results folder of <subtask>.txt files"
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("folder", type=Path)
@@ -28,3 +30,21 @@ class MMERescorer(Rescorer):
         print(json.dumps({"perception": summary["perception"], "cognition": summary["cognition"],
                           "subtasks": summary["subtasks"]}))
         return 0
+
+    def claims(self, source: str) -> bool:
+        path = Path(source)
+        return path.is_dir() and any((path / f"{name}.txt").is_file() for name in SUBTASKS)
+
+    def leaderboard_entry(self, source: str) -> Rescored:
+        """Perception and cognition over the subtask files present; missing subtasks are departures."""
+        from benchmarks.mme.rescore import rescore_folder
+
+        path = Path(source)
+        summary = rescore_folder(path, present_only=True)
+        values = {}
+        for key, group in (("perception", PERCEPTION), ("cognition", COGNITION)):
+            missing = [name for name in group if name in summary["missing"]]
+            reasons = (f"{len(group) - len(missing)} of {len(group)} {key} subtasks present "
+                       f"(missing: {', '.join(missing)})",) if missing and summary[key] is not None else ()
+            values[key] = (summary[key], reasons)
+        return Rescored.from_files([path], values, [f"subtasks scored: {len(summary['present'])} of {len(SUBTASKS)}"])

@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 from harness.clients.messages import is_loopback_url
 from harness.clients.replies import (  # noqa: F401 - MalformedResponse is part of the client's API
     MalformedResponse, RejectedResponse, chat_text, first_image, multipart_form)
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InputError
 from harness.images import image_format
 
 #: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
@@ -49,6 +49,8 @@ from harness.images import image_format
 #: the client accept them and list them as ``transport_params`` (out of cache keys and run identity)
 TRANSPORT_PARAMS = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s", "backoff_s",
                     "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
+#: what a plugin passes through to its client (``connect``): every transport parameter but the URL
+CLIENT_PARAMS = TRANSPORT_PARAMS[1:]
 RETRY_STATUSES = frozenset({408, 409, 429})
 PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
 TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
@@ -464,3 +466,17 @@ def _redact(text: str, key: str | None) -> str:
     for form in (key, repr(key)[1:-1], repr(key.encode("utf-8", "backslashreplace"))[2:-1]):
         text = text.replace(form, "***")
     return text
+
+
+def connect(base_url: str, model: str, owner: str, **params: Any) -> "OpenAICompatClient":
+    """The client of a plugin that talks to an OpenAI-compatible server (a judge, a model adapter),
+    with its credentials checked at once, so a missing key stops a run before any work. ``params``
+    are the plugin's transport parameters (``CLIENT_PARAMS``); another name is an input error that
+    names the plugin (``owner``)."""
+    unknown = sorted(set(params) - set(CLIENT_PARAMS))
+    if unknown:
+        raise InputError(f"{owner}: unknown parameter(s) {', '.join(unknown)} (transport parameters: "
+                         f"{', '.join(CLIENT_PARAMS)})")
+    client = OpenAICompatClient(base_url, model, **params)
+    client.check_credentials()
+    return client

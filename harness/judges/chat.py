@@ -7,10 +7,10 @@ the server says answered (``usage["models"]`` and each reply's ``model``).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Sequence
 
 from harness.clients.messages import chat_messages, require_dated_snapshot
-from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, connect
 from harness.judges.base import ChatPrompt, ChatReply
 from harness.registry import register
 
@@ -49,18 +49,9 @@ class OpenAIChatJudge:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 1024,
                  top_p: float | None = None, seed: int | None = None, image_detail: str | None = None,
-                 allow_alias: bool = False, max_concurrency: int = 8, max_retries: int = 5,
-                 timeout_s: float = 60.0, backoff_s: float = 1.0, backoff_max_s: float = 30.0,
-                 retry_after_max_s: float = 120.0, allow_insecure_http: bool = False,
-                 prices: Mapping[str, float] | None = None):
+                 allow_alias: bool = False, **transport: Any):
         require_dated_snapshot(model, allow_alias)
-        self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
-                                         max_concurrency=max_concurrency, max_retries=max_retries,
-                                         timeout_s=timeout_s, backoff_s=backoff_s,
-                                         backoff_max_s=backoff_max_s, prices=prices,
-                                         retry_after_max_s=retry_after_max_s,
-                                         allow_insecure_http=allow_insecure_http)
-        self.client.check_credentials()
+        self.client = connect(base_url, model, "openai-compatible", api_key_env=api_key_env, **transport)
         self.model = model
         self.image_detail = image_detail
         self.decoding = {name: value for name, value in

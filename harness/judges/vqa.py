@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 from PIL import Image
 
 from harness.clients.messages import chat_messages, require_dated_snapshot
-from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, connect
 from harness.errors import HarnessError
 from harness.registry import register
 
@@ -189,18 +189,9 @@ class OpenAIVQAJudge:
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  instruction: str = DEFAULT_INSTRUCTION, max_tokens: int = 16, normalize: bool = False,
-                 allow_alias: bool = False, image_detail: str | None = None, max_concurrency: int = 8,
-                 max_retries: int = 5, timeout_s: float = 60.0, backoff_s: float = 1.0,
-                 backoff_max_s: float = 30.0, retry_after_max_s: float = 120.0,
-                 allow_insecure_http: bool = False, prices: Mapping[str, float] | None = None):
+                 allow_alias: bool = False, image_detail: str | None = None, **transport: Any):
         require_dated_snapshot(model, allow_alias, "VQA judge model")
-        self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
-                                         max_concurrency=max_concurrency, max_retries=max_retries,
-                                         timeout_s=timeout_s, backoff_s=backoff_s,
-                                         backoff_max_s=backoff_max_s, prices=prices,
-                                         retry_after_max_s=retry_after_max_s,
-                                         allow_insecure_http=allow_insecure_http)
-        self.client.check_credentials()
+        self.client = connect(base_url, model, "openai-vqa", api_key_env=api_key_env, **transport)
         self.model, self.instruction, self.image_detail = model, instruction, image_detail
         self.max_tokens, self.normalize = int(max_tokens), bool(normalize)
         self._answered: dict[tuple[str, str], str] = {}

@@ -11,10 +11,10 @@ behind the name; the snapshots the server reported are recorded in ``usage["mode
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Sequence
 
 from harness.clients.messages import chat_messages
-from harness.clients.openai_compat import TRANSPORT_PARAMS, OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, connect
 from harness.errors import PartialBatchError
 from harness.hashing import hash_bytes, hash_value
 from harness.models.base import ModelAdapter, Request
@@ -46,18 +46,8 @@ class OpenAIChatModel(ModelAdapter):
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  temperature: float | None = 0.0, max_tokens: int | None = 512,
-                 system_prompt: str | None = None, image_detail: str | None = None,
-                 max_concurrency: int = 8, max_retries: int = 5, timeout_s: float = 60.0,
-                 backoff_s: float = 1.0, backoff_max_s: float = 30.0, retry_after_max_s: float = 120.0,
-                 allow_insecure_http: bool = False,
-                 prices: Mapping[str, float] | None = None):
-        self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
-                                         max_concurrency=max_concurrency, max_retries=max_retries,
-                                         timeout_s=timeout_s, backoff_s=backoff_s,
-                                         backoff_max_s=backoff_max_s, prices=prices,
-                                         retry_after_max_s=retry_after_max_s,
-                                         allow_insecure_http=allow_insecure_http)
-        self.client.check_credentials()  # a missing key stops the run before any work
+                 system_prompt: str | None = None, image_detail: str | None = None, **transport: Any):
+        self.client = connect(base_url, model, "openai-chat", api_key_env=api_key_env, **transport)
         self.model = model
         self.temperature = temperature
         self.max_tokens = max_tokens

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
-from harness.clients.openai_compat import TRANSPORT_PARAMS, ImageResult, OpenAICompatClient
+from harness.clients.openai_compat import TRANSPORT_PARAMS, ImageResult, connect
 from harness.errors import HarnessError, PartialBatchError
 from harness.hashing import hash_value
 from harness.models.base import ModelAdapter, Request
@@ -66,9 +66,7 @@ class OpenAIImagesModel(ModelAdapter):
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  size: str | None = "1024x1024", quality: str | None = None,
                  response_format: str | None = "b64_json", extra_params: Mapping[str, Any] | None = None,
-                 max_concurrency: int = 4, max_retries: int = 5, timeout_s: float = 300.0,
-                 backoff_s: float = 1.0, backoff_max_s: float = 30.0, retry_after_max_s: float = 120.0,
-                 allow_insecure_http: bool = False, price_per_image: float | None = None):
+                 price_per_image: float | None = None, **transport: Any):
         if response_format not in (None, "b64_json"):
             raise HarnessError(f"response_format must be 'b64_json' or null (image URLs are not downloaded), "
                                f"got {response_format!r}")
@@ -78,12 +76,9 @@ class OpenAIImagesModel(ModelAdapter):
         if reserved:
             raise HarnessError(f"extra_params may not set {', '.join(sorted(reserved))}: use the adapter's own "
                                f"parameters (n is always 1)")
-        self.client = OpenAICompatClient(base_url, model, api_key_env=api_key_env,
-                                         max_concurrency=max_concurrency, max_retries=max_retries,
-                                         timeout_s=timeout_s, backoff_s=backoff_s, backoff_max_s=backoff_max_s,
-                                         retry_after_max_s=retry_after_max_s,
-                                         allow_insecure_http=allow_insecure_http)
-        self.client.check_credentials()  # a missing key stops the run before any work
+        # image calls are slow and heavy: fewer in flight, a longer timeout than the client's defaults
+        self.client = connect(base_url, model, "openai-images", api_key_env=api_key_env,
+                              **{"max_concurrency": 4, "timeout_s": 300.0, **transport})
         self.model = model
         self.size = size
         self.quality = quality
