@@ -17,6 +17,11 @@ def add_set_flag(parser: argparse.ArgumentParser, example: str) -> None:
                         help=f"override a field, e.g. --set {example}")
 
 
+def with_set(spec, items: list[str]):
+    """``spec`` (a run spec or a recipe) with the ``--set KEY=VALUE`` items applied."""
+    return spec.with_overrides(parse_overrides(items)) if items else spec
+
+
 def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
     """--threads and --no-progress, shared by ``run`` and the demo."""
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -44,9 +49,7 @@ class EvalCommand(Command):
         from harness.runner import evaluate
         from harness.spec import RunSpec
 
-        spec = RunSpec.load(args.spec)
-        if args.set:
-            spec = spec.with_overrides(parse_overrides(args.set))
+        spec = with_set(RunSpec.load(args.spec), args.set)
         if not 0 <= args.max_judge_failure_rate <= 1:
             raise HarnessError(f"--max-judge-failure-rate must be between 0 and 1, got {args.max_judge_failure_rate}")
         outcome = evaluate(spec, args.out, cache_dir=args.cache, show_progress=not args.no_progress,
@@ -75,9 +78,7 @@ class SynthCommand(Command):
         from harness.recipe import RecipeSpec
         from harness.synth import synthesize
 
-        recipe = RecipeSpec.load(args.recipe)
-        if args.set:
-            recipe = recipe.with_overrides(parse_overrides(args.set))
+        recipe = with_set(RecipeSpec.load(args.recipe), args.set)
         outcome = synthesize(recipe, args.out, cache_dir=args.cache, show_progress=not args.no_progress)
         info = outcome.artifact.info
         state = "already complete" if outcome.skipped else f"{info.get('seconds', 0):.1f} s"
