@@ -20,11 +20,10 @@ from harness.schema import SampleRecord
 @dataclass(frozen=True)
 class ScoreScale:
     """What a benchmark's published scores may hold, on the harness's scale (checked when
-    ``reports/published.yaml`` is read)."""
+    ``reports/published.yaml`` is read); the per-category dict is the benchmark's ``breakdown``."""
 
     low: float
     high: float
-    breakdown: str = ""  # key of the per-category dict ("" = none)
     categories: tuple[str, ...] | None = None  # allowed category names (None = any)
     headline_is_mean: bool = False  # overall = mean of a complete breakdown (checked to the printed digit)
     extra: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # other numbers and their ranges

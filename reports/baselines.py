@@ -80,42 +80,44 @@ def _check_range(fail: Fail, where: str, value: Any, low: float, high: float, nu
         fail(f"{where} = {value} is off the harness scale [{low:g}, {high:g}] (convert the printed number)")
 
 
-def _scale_of(fail: Fail, benchmark: Any) -> ScoreScale:
-    """The published scale of a registered benchmark; any other name fails with a "did you mean"."""
+def _scale_of(fail: Fail, benchmark: Any) -> tuple[ScoreScale, str]:
+    """(published scale, breakdown key) of a registered benchmark; any other name fails with a
+    "did you mean"."""
     known = [name for name in registry.names("benchmark")
              if registry.get("benchmark", name).published_scale is not None]
     if benchmark not in known:
         match = difflib.get_close_matches(str(benchmark), known, n=1)
         fail(f"unknown benchmark {benchmark!r}{f' (did you mean {match[0]!r}?)' if match else ''}; "
              f"known: {', '.join(known)}")
-    return registry.get("benchmark", benchmark).published_scale
+    declared = registry.get("benchmark", benchmark)
+    return declared.published_scale, declared.breakdown
 
 
-def _check_scores(fail: Fail, benchmark: str, scale: ScoreScale, scores: Any) -> dict:
+def _check_scores(fail: Fail, benchmark: str, scale: ScoreScale, breakdown: str, scores: Any) -> dict:
     if not isinstance(scores, dict) or "overall" not in scores:
         fail(f"{benchmark}: 'scores' must be a mapping with an 'overall' (null when not reported)")
-    allowed = {"overall", *scale.extra, *([scale.breakdown] if scale.breakdown else [])}
+    allowed = {"overall", *scale.extra, *([breakdown] if breakdown else [])}
     unknown = sorted(set(scores) - allowed)
     if unknown:
         fail(f"{benchmark}: unknown score key(s) {unknown}; allowed: {sorted(allowed)}")
     _check_range(fail, f"{benchmark}.overall", scores["overall"], scale.low, scale.high, nullable=True)
     for key, (low, high) in scale.extra.items():
         _check_range(fail, f"{benchmark}.{key}", scores.get(key), low, high, nullable=True)
-    parts = scores.get(scale.breakdown, {}) if scale.breakdown else {}
+    parts = scores.get(breakdown, {}) if breakdown else {}
     if not isinstance(parts, dict):
-        fail(f"{benchmark}.{scale.breakdown} must be a mapping of category -> number")
+        fail(f"{benchmark}.{breakdown} must be a mapping of category -> number")
     part_range = scale.part_range or (scale.low, scale.high)
     for name, value in parts.items():
         if scale.categories is not None and name not in scale.categories:
             match = difflib.get_close_matches(str(name), scale.categories, n=1)
             hint = f" (did you mean {match[0]!r}?)" if match else ""
-            fail(f"{benchmark}.{scale.breakdown}: unknown category {name!r}{hint}")
-        _check_range(fail, f"{benchmark}.{scale.breakdown}.{name}", value, *part_range, nullable=False)
+            fail(f"{benchmark}.{breakdown}: unknown category {name!r}{hint}")
+        _check_range(fail, f"{benchmark}.{breakdown}.{name}", value, *part_range, nullable=False)
     complete = scale.categories is not None and set(parts) == set(scale.categories)
     if scale.headline_is_mean and complete and scores["overall"] is not None:
         mean = sum(parts.values()) / len(parts)
         if abs(mean - scores["overall"]) > HEADLINE_TOLERANCE:
-            fail(f"{benchmark}.overall = {scores['overall']} but the mean of its {scale.breakdown} is {mean:.5f}")
+            fail(f"{benchmark}.overall = {scores['overall']} but the mean of its {breakdown} is {mean:.5f}")
     for total, terms in scale.sums.items():
         values = [scores.get(key) for key in terms]
         if scores.get(total) is not None and None not in values and abs(sum(values) - scores[total]) > SUM_TOLERANCE:
@@ -137,7 +139,7 @@ def _parse_entry(name: str, data: Any, fail: Fail) -> Published:
         fail("'benchmarks' must be a non-empty mapping of benchmark -> {verified, scores, setup}")
     scores, verified, setup = {}, {}, {}
     for benchmark, block in benchmarks.items():
-        scale = _scale_of(fail, benchmark)
+        scale, breakdown = _scale_of(fail, benchmark)
         if not isinstance(block, dict) or set(block) - {"verified", "scores", "setup"}:
             fail(f"{benchmark}: expected a mapping with verified, scores and setup only")
         if not isinstance(block.get("verified"), bool):
@@ -145,7 +147,7 @@ def _parse_entry(name: str, data: Any, fail: Fail) -> Published:
         notes = block.get("setup", {})
         if not isinstance(notes, dict) or any(isinstance(v, (dict, list)) for v in notes.values()):
             fail(f"{benchmark}: 'setup' must be a flat mapping of name -> text or number")
-        scores[benchmark] = _check_scores(fail, benchmark, scale, block.get("scores"))
+        scores[benchmark] = _check_scores(fail, benchmark, scale, breakdown, block.get("scores"))
         verified[benchmark] = block["verified"]
         setup[benchmark] = dict(notes)
     return Published(name=name, model=data["model"], source=data["source"], scores=scores,

@@ -209,7 +209,8 @@ def test_the_checker_names_both_files_of_a_forbidden_import(tmp_path, monkeypatc
 
 
 def test_the_checker_finds_a_ring_of_imports(tmp_path):
-    root = _tree(tmp_path, {"reports/a.py": "from reports import b\n", "reports/b.py": "def f():\n    import reports.c\n",
+    root = _tree(tmp_path, {"reports/a.py": "from reports import b\n",
+                            "reports/b.py": "def f():\n    import reports.c\n",
                             "reports/c.py": "from reports.a import x\n", "reports/d.py": "from reports import a\n"})
     _, edges = graph(root)
     assert cycles(edges) == [["reports.a", "reports.b", "reports.c"]]

@@ -13,7 +13,8 @@ from harness.dataset_formats import dataset_json, prompt_words
 from harness.errors import HarnessError
 from harness.hashing import hash_value
 from harness.registry import register
-from harness.stage import Ref, Stage, StageContext, StageResult, check_keys, folder_files, manifest_result, stage_name, typed_settings
+from harness.stage import (Ref, Stage, StageContext, StageResult, check_keys, folder_files, manifest_result,
+                           stage_name, typed_settings)
 
 
 def _vq_params() -> set[str]:

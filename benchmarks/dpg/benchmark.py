@@ -60,9 +60,8 @@ class DPGBench(Benchmark):
     scale_note = ("0-100: overall = 100 x mean image score (image = mean of its tiles; tile = mean of "
                   "its dependency-zeroed yes/no question scores); L1/L2 = 100 x mean of the pooled "
                   "question scores (official mode: last tile, before zeroing)")
-    published_scale = ScoreScale(0.0, 100.0, breakdown="l1",
-                                 categories=("global", "entity", "attribute", "relation", "other"))
-    leaderboard_order = 20  # place of its columns on leaderboards (smaller first)
+    published_scale = ScoreScale(0.0, 100.0, categories=("global", "entity", "attribute", "relation", "other"))
+    leaderboard_order = 20
     leaderboard_columns = (Column("DPG", "overall", 2, "0-100"),)
     # Gate margin (reports/gate.py) for 1064 scored images, image = mean of 4 tiles: assumed
     # seed-to-seed SD of a tile score 0.2 (0-1), so the per-image difference SD = 100 x 0.2 x

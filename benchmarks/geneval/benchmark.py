@@ -62,8 +62,8 @@ class GenEval(Benchmark):
     headline_aggregation = "group_mean"  # tag accuracies, then their mean
     paired_test = "mcnemar"  # each image passes or fails
     scale_note = "0-1, unweighted mean of the six per-tag image accuracies"
-    published_scale = ScoreScale(0.0, 1.0, breakdown="tasks", categories=TAGS, headline_is_mean=True)
-    leaderboard_order = 10  # place of its columns on leaderboards (smaller first)
+    published_scale = ScoreScale(0.0, 1.0, categories=TAGS, headline_is_mean=True)
+    leaderboard_order = 10
     leaderboard_columns = (Column("GenEval", "overall", 3, "0-1"),)
     # Gate margin = 3.29 x SE of the difference of two equally good runs at 553 prompts x 4 images
     # (reports/gate.py). Each prompt passes with the tag accuracy of Janus-Pro-7B (0.99, 0.89, 0.59,

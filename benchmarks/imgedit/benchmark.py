@@ -57,8 +57,8 @@ class ImgEdit(Benchmark):
     breakdown_range = (0.0, 5.0)
     scale_note = ("1-5 judge scale: overall = unweighted mean of the edit-type means (kept unrounded; "
                   "papers print 2 decimals); each type mean = mean of the item scores rounded to 2 decimals")
-    published_scale = ScoreScale(1.0, 5.0, breakdown="types", categories=EDIT_TYPES, headline_is_mean=True)
-    leaderboard_order = 30  # place of its columns on leaderboards (smaller first)
+    published_scale = ScoreScale(1.0, 5.0, categories=EDIT_TYPES, headline_is_mean=True)
+    leaderboard_order = 30
     leaderboard_columns = (Column("ImgEdit", "overall", 2, "1-5, judge-dependent"),)
     # Gate margin (reports/gate.py) for 737 edits, mean of 9 type means (23 to 117 edits a type):
     # assumed SD of one item's score between runs 0.7 (seed plus a judge sampled at the API's default

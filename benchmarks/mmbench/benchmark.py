@@ -75,8 +75,8 @@ class MMBench(Benchmark):
     paired_test = "mcnemar"  # each question is a hit or not
     pass_fail_unit = "item"  # a question (all its circular passes), not a pass
     scale_note = "0-1 (papers multiply by 100): CircularEval accuracy over questions; bars show L2 categories"
-    published_scale = ScoreScale(0.0, 1.0, breakdown="l2")
-    leaderboard_order = 50  # place of its columns on leaderboards (smaller first)
+    published_scale = ScoreScale(0.0, 1.0)
+    leaderboard_order = 50
     leaderboard_columns = (Column("MMBench", "overall", 3, "0-1, papers print x100"),)
     # Gate margin (reports/gate.py) for dev EN, 1164 questions, a CircularEval hit per question: as
     # for MME, 10% of questions discordant: SE = sqrt(0.1 / 1164) = 0.0093, 3.29 SE = 0.0305 -> 0.035.

@@ -66,10 +66,10 @@ class MME(Benchmark):
     breakdown_range = (0.0, 200.0)
     scale_note = ("MME points: subtask = 100*acc + 100*acc+ (max 200); overall = perception "
                   "(10 subtasks, max 2000) + cognition (4 subtasks, max 800), over the subtasks present")
-    published_scale = ScoreScale(0.0, 2800.0, breakdown="subtasks", categories=SUBTASKS,
+    published_scale = ScoreScale(0.0, 2800.0, categories=SUBTASKS,
                                  extra={"perception": (0.0, 2000.0), "cognition": (0.0, 800.0)},
                                  part_range=(0.0, 200.0), sums={"overall": ("perception", "cognition")})
-    leaderboard_order = 40  # place of its columns on leaderboards (smaller first)
+    leaderboard_order = 40
     leaderboard_columns = (Column("MME-P", "perception", 2, "0-2000"), Column("MME-C", "cognition", 2, "0-800"))
     # Gate margin (reports/gate.py) for 1187 images, 20 to 200 a subtask. Greedy decoding leaves no
     # seed noise, so the assumption is about the candidate: it disagrees with the baseline on 10% of
