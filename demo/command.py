@@ -15,13 +15,13 @@ TOUR_FLAGS = {"per_tag": "per_tag", "images_per_prompt": "images_per_prompt", "m
 
 
 @register("command", "demo")
-class DemoCommand(Command):
-    help = ("the shapes pipeline: data, tokenizer, tiny Janus trained and untrained on all five benchmarks, "
-            "report (offline, ~9 min on 2 cores)")
-    usage = ("harness demo                       the shapes pipeline: data, tokenizer, a tiny Janus trained on CPU,\n"
-             "                                     all five benchmarks trained vs untrained, report (~9 min)\n"
-             "  harness demo --tour                the five benchmarks in a minute: untrained tiny Janus vs oracles")
-    order = 0
+class DemoCommand(Command, order=0):
+    """the shapes pipeline: data, tokenizer, tiny Janus trained and untrained on all five benchmarks,
+    report (offline, ~9 min on 2 cores)
+
+    harness demo  the shapes pipeline: a tiny Janus trained on CPU vs untrained, all benchmarks (~9 min)
+    harness demo --tour  the benchmarks in a minute: untrained tiny Janus vs oracles
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--out", type=Path, help="output folder (default: harness-demo; the tour: harness-tour)")

@@ -18,7 +18,7 @@ from harness import registry
 from harness.errors import HarnessError
 from harness.registry import UnknownPluginError
 
-RESCORE_USAGE = "harness rescore BENCHMARK ...      official numbers from official result files"
+RESCORE_HELP = "official numbers from official result files"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     if rescorers:
         entries.append((RESCORE_ORDER, "rescore", None))
     entries.sort(key=lambda entry: (entry[0], entry[1]))
-    overview = [command.usage if command else RESCORE_USAGE for _, _, command in entries
-                if command is None or command.usage]
+    rows = [row for _, _, command in entries
+            for row in (command.overview if command else [("harness rescore BENCHMARK ...", RESCORE_HELP)])]
+    width = max(len(synopsis) for synopsis, _ in rows)
+    overview = [f"{synopsis:<{width}}  {text}" for synopsis, text in rows]
     parser = argparse.ArgumentParser(
         prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate image models with the official protocols of their benchmarks; compare, rank "
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for _, name, command in entries:
         if command is None:
-            rescore = subparsers.add_parser("rescore", help="official numbers from official result files")
+            rescore = subparsers.add_parser("rescore", help=RESCORE_HELP)
             targets = rescore.add_subparsers(title="benchmarks", metavar="BENCHMARK")
             for benchmark, rescorer in rescorers:
                 _add(targets, benchmark, rescorer)

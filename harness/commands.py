@@ -12,6 +12,7 @@ rescorer in turn, so a benchmark's result files are known only to its own packag
 from __future__ import annotations
 
 import argparse
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -21,13 +22,40 @@ from harness.hashing import hash_file, hash_value
 
 
 class Command:
-    """One subcommand: ``configure`` adds its arguments, ``run`` returns the exit status (None = 0)."""
+    """One subcommand: ``configure`` adds its arguments, ``run`` returns the exit status (None = 0).
 
-    help: ClassVar[str] = ""
-    #: place in ``harness --help`` (smaller first; ``rescore`` is 40)
+    A subclass's docstring is its help. The first paragraph is the line shown in the command list
+    and by ``harness COMMAND --help``; each later line of the form ``harness ...  what it does``
+    (the two parts apart by two or more spaces) is a row of the overview at the top of
+    ``harness --help``. Its place there is the class keyword ``order`` (smaller first; ``rescore``
+    is 40): ``class EvalCommand(Command, order=10)``.
+    """
+
     order: ClassVar[int] = 50
-    #: one line for the overview at the top of ``harness --help`` (usage, then what it does)
-    usage: ClassVar[str] = ""
+
+    def __init_subclass__(cls, order: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if order is not None:
+            cls.order = order
+
+    @property
+    def help(self) -> str:
+        return " ".join(self._paragraphs()[0].split())
+
+    @property
+    def overview(self) -> list[tuple[str, str]]:
+        """(synopsis, what it does) for each overview row the docstring gives."""
+        rows = []
+        for paragraph in self._paragraphs()[1:]:
+            for line in paragraph.splitlines():
+                synopsis, _, text = line.strip().partition("  ")
+                if synopsis.startswith("harness "):
+                    rows.append((synopsis, text.strip()))
+        return rows
+
+    def _paragraphs(self) -> list[str]:
+        doc = inspect.cleandoc(type(self).__dict__.get("__doc__") or "")
+        return doc.split("\n\n")
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         pass

@@ -29,10 +29,11 @@ def add_pipeline_flags(parser: argparse.ArgumentParser) -> None:
 
 
 @register("command", "eval")
-class EvalCommand(Command):
-    help = "run or resume a run spec (YAML)"
-    usage = "harness eval SPEC.yaml --out RUN   run (or resume) a spec; works under torchrun"
-    order = 10
+class EvalCommand(Command, order=10):
+    """run or resume a run spec (YAML)
+
+    harness eval SPEC.yaml --out RUN  run (or resume) a spec; works under torchrun
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("spec", type=Path)
@@ -61,10 +62,11 @@ class EvalCommand(Command):
 
 
 @register("command", "synth")
-class SynthCommand(Command):
-    help = "run or resume a data recipe (YAML); prints the dataset folder"
-    usage = "harness synth RECIPE.yaml          run (or resume) a data recipe; prints the dataset folder last"
-    order = 20
+class SynthCommand(Command, order=20):
+    """run or resume a data recipe (YAML); prints the dataset folder
+
+    harness synth RECIPE.yaml  run (or resume) a data recipe; prints the dataset folder last
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("recipe", type=Path)
@@ -92,11 +94,12 @@ class SynthCommand(Command):
 
 
 @register("command", "run")
-class RunCommand(Command):
-    help = ("run a pipeline (YAML): synth, train, eval, report, skipping stages whose artifacts exist; "
-            "prints the report path last")
-    usage = "harness run PIPELINE.yaml          run a pipeline (synth, train, eval, report); skips finished stages"
-    order = 30
+class RunCommand(Command, order=30):
+    """run a pipeline (YAML): synth, train, eval, report, skipping stages whose artifacts exist;
+    prints the report path last
+
+    harness run PIPELINE.yaml  run a pipeline (synth, train, eval, report); skips finished stages
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("pipeline", type=Path)
@@ -140,10 +143,11 @@ def execute_pipeline(spec, args: argparse.Namespace):
 
 
 @register("command", "plugins")
-class PluginsCommand(Command):
-    help = "list registered plugins"
-    usage = "harness plugins                    list registered plugins"
-    order = 90
+class PluginsCommand(Command, order=90):
+    """list registered plugins
+
+    harness plugins  list registered plugins
+    """
 
     def run(self, args: argparse.Namespace) -> int:
         for kind in registry.KINDS:

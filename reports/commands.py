@@ -10,10 +10,11 @@ from harness.registry import register
 
 
 @register("command", "report")
-class ReportCommand(Command):
-    help = "Markdown + HTML report of finished runs, or a comparison"
-    usage = "harness report RUN [RUN ...]       Markdown + HTML report of finished runs [--baseline RUN|published:NAME]"
-    order = 50
+class ReportCommand(Command, order=50):
+    """Markdown + HTML report of finished runs, or a comparison
+
+    harness report RUN [RUN ...]  Markdown + HTML report of finished runs [--baseline RUN|published:NAME]
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("runs", nargs="+", type=Path, help="run folders (or folders of runs)")
@@ -41,10 +42,11 @@ class ReportCommand(Command):
 
 
 @register("command", "leaderboard")
-class LeaderboardCommand(Command):
-    help = "a leaderboard from runs, official result files and published numbers (Markdown, HTML, CSV)"
-    usage = "harness leaderboard SOURCES --out  leaderboard (Markdown, HTML, CSV) with provenance"
-    order = 60
+class LeaderboardCommand(Command, order=60):
+    """a leaderboard from runs, official result files and published numbers (Markdown, HTML, CSV)
+
+    harness leaderboard SOURCES --out  leaderboard (Markdown, HTML, CSV) with provenance
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("sources", nargs="*", help="run folders, and official result files as "
@@ -67,10 +69,11 @@ class LeaderboardCommand(Command):
 
 
 @register("command", "compare")
-class CompareCommand(Command):
-    help = "compare two runs (or folders of runs); --gate for CI"
-    usage = "harness compare A B --gate         non-inferiority gate for CI (exit 1 on a regression)"
-    order = 70
+class CompareCommand(Command, order=70):
+    """compare two runs (or folders of runs); --gate for CI
+
+    harness compare A B --gate  non-inferiority gate for CI (exit 1 on a regression)
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("candidate", type=Path)

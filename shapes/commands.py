@@ -13,10 +13,11 @@ KINDS = [name for name, entry in SHAPES_BENCHMARKS.items() if entry.standalone i
 
 
 @register("command", "shapes-data")
-class ShapesDataCommand(Command):
-    help = "write shapes-world data in an official layout"
-    usage = f"harness shapes-data KIND OUT       write shapes-world data in an official layout ({', '.join(KINDS)})"
-    order = 80
+class ShapesDataCommand(Command, order=80):
+    """write shapes-world data in an official layout
+
+    harness shapes-data KIND OUT  write shapes-world data in an official layout (the kinds: --help)
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("kind", choices=KINDS)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.fileio import atomic_write_text
-from shapes.understanding import NUMBER_WORDS, RELATION_PHRASES
+from shapes.understanding import NUMBER_WORDS, RELATION_PHRASES, question_fields
 from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata,
                           template_pattern)
 
@@ -262,15 +262,7 @@ def parse_dense_question(question: str) -> tuple[str, dict] | None:
         match = regex.fullmatch(text)
         if match is None:
             continue
-        fields = {k: v.lower() for k, v in match.groupdict().items() if k != "article"}
-        if "plural" in fields:
-            fields["shape"] = _SINGULAR[fields.pop("plural")]
-        if "other" in fields:
-            fields["other"] = _SINGULAR.get(fields["other"], fields["other"])
-        if "number" in fields:
-            fields["number"] = _NUMBER_OF[fields["number"]]
-        if "relation" in fields:
-            fields["relation"] = _RELATION_OF[fields["relation"]]
+        fields = question_fields(match)
         if "background" in fields:
             fields["background"] = _BACKGROUND_OF[fields["background"]]
         return name, fields

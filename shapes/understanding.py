@@ -111,15 +111,24 @@ def parse_question(text: str, multiple_choice: bool) -> tuple[str, dict] | None:
         match = regex.search(text)
         if match is None:
             continue
-        fields = {k: v.lower() for k, v in match.groupdict().items() if k != "article"}
-        if "plural" in fields:
-            fields["shape"] = _SINGULAR[fields.pop("plural")]
-        if "number" in fields:
-            fields["number"] = _NUMBER_OF[fields["number"]]
-        if "relation" in fields:
-            fields["relation"] = _RELATION_OF[fields["relation"]]
-        return name, fields
+        return name, question_fields(match)
     return None
+
+
+def question_fields(match: re.Match) -> dict:
+    """The named groups of a question template's match, normalised: lower case, no ``article``,
+    ``plural`` turned into a singular ``shape``, ``other`` singular, ``number`` an int and
+    ``relation`` a GenEval relation; other fields as matched (lower case)."""
+    fields = {k: v.lower() for k, v in match.groupdict().items() if k != "article"}
+    if "plural" in fields:
+        fields["shape"] = _SINGULAR[fields.pop("plural")]
+    if "other" in fields:
+        fields["other"] = _SINGULAR.get(fields["other"], fields["other"])
+    if "number" in fields:
+        fields["number"] = _NUMBER_OF[fields["number"]]
+    if "relation" in fields:
+        fields["relation"] = _RELATION_OF[fields["relation"]]
+    return fields
 
 
 def _article(word: str) -> str:

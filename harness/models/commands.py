@@ -10,10 +10,11 @@ from harness.registry import register
 
 
 @register("command", "tiny-janus")
-class TinyJanusCommand(Command):
-    help = "build a tiny randomly initialised Janus checkpoint"
-    usage = "harness tiny-janus DIR             build a tiny random Janus checkpoint (for trying things out)"
-    order = 100
+class TinyJanusCommand(Command, order=100):
+    """build a tiny randomly initialised Janus checkpoint
+
+    harness tiny-janus DIR  build a tiny random Janus checkpoint (for trying things out)
+    """
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", type=Path)
