@@ -12,10 +12,12 @@ readers merge all ranks' files. A cache line is written only after the output it
 """
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from harness.fileio import AppendLog, read_jsonl
+from harness.fileio import AppendLog, atomic_write_bytes
 from harness.hashing import hash_value
 
 
@@ -37,10 +39,37 @@ class KeyedLog:
         self.folder = Path(folder)
         self.name = name
         self._entries: dict[str, dict] = {}
+        own = self.folder / f"{name}.rank{rank}.jsonl"
         for path in sorted(self.folder.glob(f"{name}.rank*.jsonl")):
-            for _, record in read_jsonl(path, tolerate_torn_tail=True):
+            self._load(path, own=path == own)
+        self._log = AppendLog(own)
+
+    def _load(self, path: Path, own: bool) -> None:
+        """Read one log. A line that is not a cache record (a disk error, a hand edit) is skipped
+        with a warning and moved to ``<log>.corrupt`` (from this rank's own log; other ranks' logs
+        are only read), so it costs that one entry and never blocks a run. A torn last line is what
+        a killed append leaves: skipped, and repaired by the next append."""
+        lines = path.read_bytes().split(b"\n")
+        kept, bad = [], []
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
                 self._entries[record["key"]] = record
-        self._log = AppendLog(self.folder / f"{name}.rank{rank}.jsonl")
+            except (ValueError, KeyError, TypeError):
+                if number < len(lines):  # not the torn tail
+                    bad.append((number, raw))
+                continue
+            kept.append(raw)
+        if not bad:
+            return
+        print(f"harness: warning: {path}: {len(bad)} corrupt cache line(s) skipped (line "
+              f"{', '.join(str(n) for n, _ in bad)}); those entries are computed again", file=sys.stderr)
+        if own:
+            with open(path.with_name(path.name + ".corrupt"), "ab") as handle:
+                handle.write(b"".join(raw + b"\n" for _, raw in bad))
+            atomic_write_bytes(path, b"".join(raw + b"\n" for raw in kept))
 
     def get(self, key: str) -> dict | None:
         return self._entries.get(key)

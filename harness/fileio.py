@@ -1,13 +1,15 @@
-"""Crash-safe file writing: atomic replace for whole files, fsync'd appends for logs."""
+"""Crash-safe file writing: atomic replace for whole files, fsync'd appends for logs, and the lock
+that keeps a folder to one writer."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from harness.errors import InputError
+from harness.errors import HarnessError, InputError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -102,3 +104,51 @@ class AppendLog:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+#: the lock file a writer holds in its folder (run, dataset, pipeline or shared cache)
+LOCK_FILE = ".harness.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock while writing it: a second writer stops at once with ``HarnessError``
+    naming the holder's pid, instead of mixing its files with the first one's. The lock is an OS
+    lock (``flock``) on ``folder/.harness.lock``, so the OS drops it when the holder dies, however.
+    ``what`` names the folder in the message ("run folder", "shared cache"). The folder is created.
+    Not POSIX: no lock (documented in docs/RELIABILITY.md)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise HarnessError(f"the {what} {folder} is in use by another harness process (pid {holder}); "
+                               "wait for it to finish or use another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)  # the pid goes with the lock: an idle folder names no holder
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stray_temporaries(folder: str | Path) -> int:
+    """Delete what interrupted atomic writes left in ``folder`` and below (``.NAME.XXXX.tmp``);
+    returns how many. Call it only while holding the folder's lock."""
+    removed = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink()
+            removed += 1
+    return removed

@@ -42,5 +42,8 @@ def load_image(path: str | Path) -> Image.Image:
             return ImageOps.exif_transpose(handle).convert("RGB")
     except FileNotFoundError:
         raise InputError("image file not found", path) from None
+    except Image.DecompressionBombError as exc:  # PIL's guard: more than 2 x MAX_IMAGE_PIXELS pixels
+        raise InputError(f"image too large to open safely ({exc}); PIL refuses images over "
+                         f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels", path) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"corrupt or unreadable image ({exc})", path) from None

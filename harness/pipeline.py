@@ -38,14 +38,14 @@ import yaml
 from harness import registry
 from harness.artifacts import read_manifest, verify
 from harness.errors import HarnessError, InputError
-from harness.fileio import atomic_write_text
+from harness.fileio import LOCK_FILE, atomic_write_text, folder_lock
 from harness.hashing import hash_value
+from harness.safety import refuse_secrets
 from harness.stage import STAGE_NAME, Ref, Stage, StageContext, StageResult, stage_plugin
 from harness.yamlfile import apply_overrides, read_yaml_text
 
 PIPELINE_VERSION = 1
 RECORD = "pipeline.json"
-LOCK = ".pipeline.lock"  # held (flock) while a run writes the folder; the OS drops it when the process dies
 
 
 # ------------------------------------------------------------------------------------------ the spec
@@ -84,6 +84,7 @@ class PipelineSpec:
                   lines: Sequence[int] = ()) -> "PipelineSpec":
         if not isinstance(data, Mapping):
             raise InputError("a pipeline must be a mapping with name, stages, ...", source)
+        refuse_secrets(data, source)
         allowed = {"version", "name", "seed", "out", "stages"}
         if set(data) - allowed:
             raise InputError(f"unknown keys {sorted(set(data) - allowed)} (allowed: {', '.join(sorted(allowed))})",
@@ -241,36 +242,9 @@ def _reusable(record: dict | None, identity: str, out: Path) -> StageResult | No
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HarnessError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not (out / RECORD).is_file():
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not (out / RECORD).is_file():
         raise HarnessError(f"{out} is not empty and holds no {RECORD}: not a pipeline folder; use another --out "
                            "(a pipeline removes the stage folders it re-runs)")
-
-
-@contextlib.contextmanager
-def _locked(out: Path):
-    """Hold ``out``'s lock for the run: a second run into the same folder fails at once instead of
-    deleting or overwriting stages the first is writing."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (documented in docs/PIPELINES.md)
-        yield
-        return
-    with open(out / LOCK, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise HarnessError(f"{out} is in use by another pipeline run (pid {holder}); wait for it to "
-                               "finish or use another --out") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _relative(path: Path, out: Path) -> str:
@@ -300,7 +274,7 @@ def run_pipeline(spec: PipelineSpec, out: str | Path | None = None, overrides: M
     out = Path(out or spec.out or Path("pipelines") / spec.name)
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with folder_lock(out, "pipeline folder"):
         return _run_stages(spec, out, show_progress, echo)
 
 

@@ -35,6 +35,7 @@ from harness.clients.openai_compat import TRANSPORT_PARAMS
 from harness.errors import InputError
 from harness.hashing import hash_value
 from harness.images import load_image
+from harness.safety import refuse_secrets
 from harness.seeds import sample_seed
 from harness.spec import ComponentSpec
 from harness.yamlfile import apply_overrides, read_yaml_text
@@ -133,6 +134,7 @@ class RecipeSpec:
     def from_dict(cls, data: Any, source: str = "recipe") -> "RecipeSpec":
         if not isinstance(data, Mapping):
             raise InputError("a recipe must be a mapping with name, steps, ...", source)
+        refuse_secrets(data, source)
         allowed = {"version", "name", "seed", "clients", "steps", "export"}
         unknown = set(data) - allowed
         if unknown:

@@ -22,6 +22,8 @@ Under ``torchrun`` each rank takes every world_size-th sample and rank 0 merges.
 """
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
 import os
 import shutil
@@ -37,10 +39,12 @@ from harness.benchmark import Benchmark
 from harness.cache import KeyedLog, generation_key, judgement_key
 from harness.distributed import DistContext
 from harness.errors import HarnessError, InputError, PartialBatchError
-from harness.fileio import atomic_write_text, read_jsonl, write_jsonl
+from harness.fileio import atomic_write_text, folder_lock, read_jsonl, remove_stray_temporaries, write_jsonl
 from harness.hashing import hash_bytes, hash_file, hash_value
 from harness.images import save_png
+from harness.judge_replies import RecordedChatJudge
 from harness.models.base import CAPABILITY_METHODS, ModelAdapter, Request
+from harness.safety import inside
 from harness.schema import BenchmarkSummary, SampleRecord, environment, library_versions
 from harness.spec import RunSpec
 
@@ -75,6 +79,14 @@ def build_benchmark(spec: RunSpec) -> Benchmark:
 
 def build_judges(spec: RunSpec, benchmark: Benchmark) -> dict[str, Callable[[], Any]]:
     """Judge factories by role; judges load lazily, so a fully cached run loads none."""
+    unknown = set(spec.judges) - set(benchmark.judge_roles)
+    if unknown:  # a misspelt role would leave the real one empty and the run judged without it
+        role = sorted(unknown)[0]
+        close = difflib.get_close_matches(role, list(benchmark.judge_roles), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise HarnessError(f"the run spec names a judge for role {role!r}, which benchmark "
+                           f"{spec.benchmark.name!r} does not have (its roles: "
+                           f"{', '.join(sorted(benchmark.judge_roles)) or 'none'}){hint}")
     missing = set(benchmark.judge_roles) - set(benchmark.optional_judge_roles) - set(spec.judges)
     if missing:
         raise HarnessError(f"the run spec names no judge for role(s) {sorted(missing)} "
@@ -109,19 +121,34 @@ class JudgeLoadError(HarnessError):
 
 
 class LazyJudges(dict):
-    """Mapping role -> judge that builds each judge the first time a benchmark asks for it (once)."""
+    """Mapping role -> judge that builds each judge the first time a benchmark asks for it (once).
 
-    def __init__(self, factories: dict[str, Callable[[], Any]]):
+    With ``replies`` (a cache folder, this rank, and each role's identity), a chat judge's replies
+    are kept as they arrive (``harness.judge_replies``)."""
+
+    def __init__(self, factories: dict[str, Callable[[], Any]],
+                 replies: tuple[Path, int, dict] | None = None):
         super().__init__()
         self._factories = factories
+        self._replies = replies
+        self._logs: list[KeyedLog] = []
 
     def __missing__(self, role: str) -> Any:
         try:
             judge = self._factories[role]()
         except Exception as exc:
             raise JudgeLoadError(f"could not build the {role} judge: {exc}") from exc
+        if self._replies is not None and callable(getattr(judge, "ask", None)):
+            folder, rank, identity = self._replies
+            log = KeyedLog(folder, f"replies-{role}", rank)
+            self._logs.append(log)
+            judge = RecordedChatJudge(judge, log, identity[role])
         self[role] = judge
         return judge
+
+    def close(self) -> None:
+        for log in self._logs:
+            log.close()
 
     def __contains__(self, role: object) -> bool:
         return role in self._factories
@@ -150,45 +177,65 @@ def evaluate(spec: RunSpec, run_dir: str | Path, *, cache_dir: str | Path | None
         raise HarnessError(f"{run_dir} exists and is not a folder")
     cache_dir = Path(cache_dir) if cache_dir is not None else run_dir / "cache"
     dist = DistContext.from_env()
-    timing: dict[str, float] = {}
     try:
-        benchmark = build_benchmark(spec)
-        requests = benchmark.requests(spec.seed, spec.limit)
-        _check_run_folder(run_dir, spec, dist)
-        if dist.is_main:
-            benchmark.prepare(run_dir, requests)
-        dist.barrier()
-        mine = dist.shard(requests)
-
-        model: ModelAdapter = registry.build("model", spec.model.name, **spec.model.params)
-        if benchmark.capability not in model.capabilities or benchmark.capability not in CAPABILITY_METHODS:
-            raise HarnessError(f"model {spec.model.name!r} cannot do {benchmark.capability!r} "
-                               f"(it can: {sorted(model.capabilities)})")
-        judges = LazyJudges(build_judges(spec, benchmark))
-        for role, kind in present_judge_roles(spec, benchmark).items():
-            if getattr(registry.get(kind, spec.judges[role].name), "build_eagerly", False):
-                judges[role]  # cheap to build: find a bad judge setting before paying for generation
-
-        started = time.perf_counter()
-        outputs, generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress,
-                                       after_batch)
-        timing["generation_s"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        records, judged = _judge(spec, benchmark, mine, outputs, cache_dir, dist, judges,
-                                 judge_batch_size, show_progress, max_judge_failure_rate)
-        timing["judging_s"] = time.perf_counter() - started
-        write_jsonl(run_dir / f"records.rank{dist.rank}.jsonl", [r.to_dict() for r in records])
-        dist.barrier()
-
-        summary = artifact = None
-        if dist.is_main:
-            summary, artifact = _merge(spec, benchmark, model, requests, run_dir, dist, timing,
-                                       _usage(model, judges))
-        dist.barrier()
-        return RunOutcome(run_dir, summary, generated, judged, artifact)
+        with contextlib.ExitStack() as locks:
+            if dist.is_main:  # one writer per run folder (and per shared cache); ranks share rank 0's
+                locks.enter_context(folder_lock(run_dir, "run folder"))
+                if cache_dir != run_dir / "cache":
+                    locks.enter_context(folder_lock(cache_dir, "shared cache"))
+                    remove_stray_temporaries(cache_dir)
+                remove_stray_temporaries(run_dir)
+            return _evaluate(spec, run_dir, cache_dir, dist, show_progress, judge_batch_size,
+                             max_judge_failure_rate, after_batch)
     finally:
         dist.close()
+
+
+def _evaluate(spec: RunSpec, run_dir: Path, cache_dir: Path, dist: DistContext, show_progress: bool,
+              judge_batch_size: int, max_judge_failure_rate: float | None,
+              after_batch: Callable[[int], None] | None) -> RunOutcome:
+    timing: dict[str, float] = {}
+    benchmark = build_benchmark(spec)
+    requests = benchmark.requests(spec.seed, spec.limit)
+    for request in requests:  # every output stays inside the run folder, checked before any write
+        inside(run_dir, benchmark.output_path(request))
+    judge_factories = build_judges(spec, benchmark)  # a misnamed role or judge stops here
+    _check_run_folder(run_dir, spec, dist)
+    if dist.is_main:
+        benchmark.prepare(run_dir, requests)
+    dist.barrier()
+    mine = dist.shard(requests)
+
+    model: ModelAdapter = registry.build("model", spec.model.name, **spec.model.params)
+    if benchmark.capability not in model.capabilities or benchmark.capability not in CAPABILITY_METHODS:
+        raise HarnessError(f"model {spec.model.name!r} cannot do {benchmark.capability!r} "
+                           f"(it can: {sorted(model.capabilities)})")
+    judges = LazyJudges(judge_factories, (cache_dir, dist.rank, judge_identity(spec, benchmark)))
+    for role, kind in present_judge_roles(spec, benchmark).items():
+        if getattr(registry.get(kind, spec.judges[role].name), "build_eagerly", False):
+            judges[role]  # cheap to build: find a bad judge setting before paying for generation
+
+    started = time.perf_counter()
+    outputs, generated = _generate(model, benchmark, mine, run_dir, cache_dir, dist, show_progress,
+                                   after_batch)
+    timing["generation_s"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    try:
+        records, judged = _judge(spec, benchmark, mine, outputs, cache_dir, dist, judges,
+                                 judge_batch_size, show_progress, max_judge_failure_rate)
+    finally:
+        judges.close()
+    timing["judging_s"] = time.perf_counter() - started
+    write_jsonl(run_dir / f"records.rank{dist.rank}.jsonl", [r.to_dict() for r in records])
+    dist.barrier()
+
+    summary = artifact = None
+    if dist.is_main:
+        summary, artifact = _merge(spec, benchmark, model, requests, run_dir, dist, timing,
+                                   _usage(model, judges))
+    dist.barrier()
+    return RunOutcome(run_dir, summary, generated, judged, artifact)
 
 
 def _check_run_folder(run_dir: Path, spec: RunSpec, dist: DistContext) -> None:
@@ -249,7 +296,7 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[Request], ru
         if hit and text:
             outputs[request.sample_id] = hit["output_text"]
             continue
-        path = run_dir / benchmark.output_path(request)
+        path = inside(run_dir, benchmark.output_path(request))
         if hit and _restore(path, blobs / f"{hit['output_hash']}.png", hit["output_hash"]):
             outputs[request.sample_id] = path
             continue  # finished before; a missing or altered file is generated again
@@ -277,7 +324,7 @@ def _generate(model: ModelAdapter, benchmark: Benchmark, mine: list[Request], ru
                 outputs[request.sample_id] = output
             else:
                 relative = benchmark.output_path(request)
-                digest = save_png(output, run_dir / relative)  # the file first, then the cache line
+                digest = save_png(output, inside(run_dir, relative))  # the file first, then the cache line
                 _link(run_dir / relative, blobs / f"{digest}.png")
                 entry.update(output_path=relative, output_hash=digest)
                 outputs[request.sample_id] = run_dir / relative

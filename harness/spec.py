@@ -24,6 +24,7 @@ import yaml
 
 from harness.errors import InputError
 from harness.hashing import hash_value
+from harness.safety import refuse_secrets
 from harness.yamlfile import apply_overrides, parse_yaml, read_yaml_text
 
 SPEC_VERSION = 1
@@ -90,6 +91,7 @@ class RunSpec:
     def from_dict(cls, data: Any, source: str = "spec") -> "RunSpec":
         if not isinstance(data, Mapping):
             raise InputError(f"{source}: a run spec must be a mapping")
+        refuse_secrets(data, source)
         allowed = {"version", "benchmark", "model", "judges", "seed", "limit"}
         unknown = set(data) - allowed
         if unknown:

@@ -18,6 +18,7 @@ an uninterrupted run. A finished dataset without failures is not run again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -32,11 +33,13 @@ from harness.clients.call_cache import BlobStore, CachedClient, validate_prices
 from harness.clients.openai_compat import OpenAICompatClient
 from harness.dataset_formats import EXPORTS
 from harness.errors import HarnessError, InputError
-from harness.fileio import atomic_write_bytes, atomic_write_text, write_jsonl
+from harness.fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_text, folder_lock,
+                            remove_stray_temporaries, write_jsonl)
 from harness.hashing import hash_value
 from harness.registry import register
 from harness.recipe import (IMAGE_DIR, Drop, Failure, RecipeSpec, Source, Step, StepContext,
                             plugin_identity, row_key)
+from harness.safety import safe_name
 from harness.stage import Ref, Stage, StageContext, StageResult, check_keys
 
 RECIPE_FILE = "recipe.yaml"
@@ -94,44 +97,68 @@ def check_fields(spec: RecipeSpec, plugins: Sequence[Any]) -> None:
             raise InputError(f"export {name!r} needs fields {missing} that no step writes", spec.source)
 
 
-def build_clients(spec: RecipeSpec, cache_dir: Path, blobs: BlobStore) -> dict[str, CachedClient]:
+def connect_clients(spec: RecipeSpec) -> dict[str, tuple[OpenAICompatClient, Any]]:
+    """role -> (client, prices), checked; nothing is written (a bad parameter stops here)."""
     clients = {}
     for role, params in spec.clients.items():
         params = dict(params)
         prices = validate_prices(params.pop("prices", None), f"{spec.source}: clients.{role}")
         try:
-            client = OpenAICompatClient(**params)
+            clients[role] = (OpenAICompatClient(**params), prices)
         except TypeError as exc:
             raise InputError(f"clients.{role}: {exc}", spec.source) from None
-        clients[role] = CachedClient(client, KeyedLog(cache_dir, f"calls-{role}"), blobs, prices)
     return clients
 
 
 def synthesize(spec: RecipeSpec, out: str | Path | None = None, cache_dir: str | Path | None = None,
                show_progress: bool = True) -> SynthOutcome:
-    """Run (or resume) ``spec``; return the dataset folder and its manifest."""
+    """Run (or resume) ``spec``; return the dataset folder and its manifest.
+
+    One writer per dataset folder (and per shared ``cache_dir``): a second ``harness synth`` into
+    either stops at once. The recipe copy is the first thing written, so a run killed at any point
+    leaves a folder the same command resumes; temporaries of interrupted writes are removed."""
     plugins = build_plugins(spec)
-    identity = spec.identity(plugins)
-    recipe_hash = hash_value(identity)
     folder = Path(out) if out is not None else default_folder(spec, plugins)
-    previous = read_manifest(folder)
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"--out {folder} exists and is not a folder")
+    connected = connect_clients(spec)  # before anything is written: bad client params stop here
+    cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
+    # what a run killed before its recipe copy may leave: the lock, temporaries, the default cache
+    if folder.is_dir() and not (folder / RECIPE_FILE).is_file() and any(
+            p.name not in (LOCK_FILE, "cache") and not _is_temporary(p) for p in folder.iterdir()):
+        raise HarnessError(f"{folder} is not empty and holds no dataset made by a recipe; use another --out "
+                           f"(a recipe's run deletes images its rows do not name)")
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(folder_lock(folder, "dataset folder"))
+        if cache_dir is not None:
+            locks.enter_context(folder_lock(cache, "shared cache"))
+        return _synthesize(spec, plugins, folder, cache, connected, show_progress)
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def _synthesize(spec: RecipeSpec, plugins: list[Any], folder: Path, cache: Path,
+                connected: dict[str, tuple[OpenAICompatClient, Any]], show_progress: bool) -> SynthOutcome:
+    identity = spec.identity(plugins)
     recorded = folder / RECIPE_FILE
     if recorded.is_file():
         old = RecipeSpec.load(recorded)
         if len(old.steps) != len(spec.steps) or old.identity(build_plugins(old)) != identity:
             raise HarnessError(f"{folder} holds a dataset of another recipe ({recorded}); use another --out")
-    elif folder.is_dir() and any(folder.iterdir()):
-        raise HarnessError(f"{folder} is not empty and holds no dataset made by a recipe; use another --out "
-                           f"(a recipe's run deletes images its rows do not name)")
+    remove_stray_temporaries(folder)
+    if cache != folder / "cache":
+        remove_stray_temporaries(cache)
+    previous = read_manifest(folder)
     source = plugins[0]
-    inputs = {"recipe": recipe_hash, **source.input_hashes()}
+    inputs = {"recipe": hash_value(identity), **source.input_hashes()}
     if previous is not None and previous.info.get("failed") == 0 and previous.inputs == inputs and not verify(folder):
         return SynthOutcome(folder, previous, skipped=True)
-    cache = Path(cache_dir) if cache_dir is not None else folder / "cache"
+    atomic_write_text(recorded, spec.to_yaml())  # first: from now on the folder is this recipe's
     blobs = BlobStore(cache / "blobs")
-    clients = build_clients(spec, cache, blobs)  # before anything is written: bad client params stop here
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(recorded, spec.to_yaml())
+    clients = {role: CachedClient(client, KeyedLog(cache, f"calls-{role}"), blobs, prices)
+               for role, (client, prices) in connected.items()}
     started = time.time()
 
     rows = source.rows(StepContext(spec.seed, step_salt(0, spec.steps[0].name), blobs, clients))
@@ -245,7 +272,7 @@ def _write_dataset(folder: Path, rows: list[dict], blobs: BlobStore, exports: Se
     refs = sorted({ref for row in rows for value in row.values() for ref in image_refs(value)})
     (folder / IMAGE_DIR).mkdir(exist_ok=True)
     for ref in refs:
-        target = folder / ref
+        target = folder / safe_name(ref, "image named by a row")
         if not target.is_file():
             source = blobs.path(Path(ref).name)
             if not source.is_file():

@@ -66,7 +66,7 @@ def _record(out: Path) -> dict:
 def _snapshot(out: Path) -> dict[str, tuple[int, int]]:
     """Every file but the pipeline record and its lock (which holds the pid of the last run): (mtime in ns, size)."""
     return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in out.rglob("*") if p.is_file() and p.name not in ("pipeline.json", ".pipeline.lock")}
+            for p in out.rglob("*") if p.is_file() and p.name not in ("pipeline.json", ".harness.lock")}
 
 
 @pytest.fixture(scope="module")
@@ -327,13 +327,13 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_touches_nothing(tmp_pa
     import os
 
     path, out = _pipeline_folder(tmp_path)
-    with open(out / ".pipeline.lock", "w") as held:  # another run holds the lock
+    with open(out / ".harness.lock", "w") as held:  # another run holds the lock
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held.write(f"{os.getpid()}\n")
         held.flush()
         assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert f"is in use by another pipeline run (pid {os.getpid()})" in err
+    assert f"is in use by another harness process (pid {os.getpid()})" in err
     assert (out / "data" / "made.txt").read_text() == "by the first run"
 
 
@@ -345,11 +345,11 @@ def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path, capsys):
     path, out = _pipeline_folder(tmp_path)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time\n"
-        f"h = open({str(out / '.pipeline.lock')!r}, 'w'); fcntl.flock(h, fcntl.LOCK_EX)\n"
+        f"h = open({str(out / '.harness.lock')!r}, 'w'); fcntl.flock(h, fcntl.LOCK_EX)\n"
         "print('locked', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2  # held: refused
-    assert "in use by another pipeline run" in capsys.readouterr().err
+    assert "in use by another harness process" in capsys.readouterr().err
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     main(["run", str(path), "--out", str(out), "--no-progress"])  # the recipe r.yaml is missing ...

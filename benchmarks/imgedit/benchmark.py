@@ -28,6 +28,16 @@ from harness.seeds import sample_seed
 
 BENCHMARK_NAME = "imgedit"
 JUDGE_ROLE = "judge"
+#: how many times one run asks the judge for a reply it can parse before calling the item a judge failure
+REPLY_ATTEMPTS = 3
+
+
+def has_score(text: str | None) -> bool:
+    """True when the official step 1 finds a score in ``text`` (and would not stop on it)."""
+    try:
+        return bool(text) and parse_reply(text).item_score is not None
+    except OfficialCrash:
+        return False
 OUTPUT_FOLDER = "edited"
 RESULT_FILE = "result.json"  # basic_bench.py's output, in the folder of edited images
 AVERAGE_FILE = "average_score.json"  # step 1's output (name from the upstream README)
@@ -134,16 +144,24 @@ class ImgEdit(Benchmark):
     def judge_prompt(self, item: EditItem, edited: Path) -> ChatPrompt:
         """Text first, then the original and the edited image (``basic_bench.py``'s order)."""
         return ChatPrompt(text=fill_prompt(self.prompts[item.edit_type], item.instruction),
-                          images=(self.sources.load(item), load_image(edited)), images_after_text=True)
+                          images=(self.sources.load(item), load_image(edited)), images_after_text=True,
+                          accept=has_score)
 
     def score(self, requests: Sequence[Request], output_paths: Sequence[Path],
               judges: Mapping[str, Any]) -> list[SampleRecord]:
         items = [self.by_key[request.sample_id] for request in requests]
         # images are read before any call, so an unreadable file costs no judge call
         prompts = [self.judge_prompt(item, Path(path)) for item, path in zip(items, output_paths, strict=True)]
-        replies = judges[JUDGE_ROLE].ask(prompts)
+        replies = list(judges[JUDGE_ROLE].ask(prompts))
         if len(replies) != len(prompts):
             raise RuntimeError(f"the judge returned {len(replies)} replies for {len(prompts)} prompts")
+        # an empty or unreadable reply is a judge fault, not a verdict: asked again, a few times
+        for _ in range(1, REPLY_ATTEMPTS):
+            again = [i for i, reply in enumerate(replies) if reply.error is None and not has_score(reply.text)]
+            if not again:
+                break
+            for index, reply in zip(again, judges[JUDGE_ROLE].ask([prompts[i] for i in again]), strict=True):
+                replies[index] = reply
         return [self._record(request, item, Path(path), reply)
                 for request, item, path, reply in zip(requests, items, output_paths, replies)]
 
@@ -164,11 +182,16 @@ class ImgEdit(Benchmark):
         except OfficialCrash as exc:
             record.judge_failed, record.failure = True, str(exc)
             return record
+        if parsed.item_score is None:  # empty, or no score line: a fault, retried on the next run
+            record.judge_failed = True
+            record.failure = (f"the judge's reply holds no '<name>: <digits>' line after {REPLY_ATTEMPTS} asks "
+                              "(the official step 1 would drop the item)")
+            verdict["error"] = record.failure
+            return record
         verdict.update(kept_lines=list(parsed.kept_lines), scores=list(parsed.scores),
                        item_score=parsed.item_score, no_score=parsed.item_score is None)
         record.score = parsed.item_score
-        record.rationale = ("; ".join(parsed.kept_lines) + f" -> {parsed.item_score}" if parsed.scores
-                            else "no '<name>: <digits>' line in the reply: dropped, as step 1 drops it")
+        record.rationale = "; ".join(parsed.kept_lines) + f" -> {parsed.item_score}"
         return record
 
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:

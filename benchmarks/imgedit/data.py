@@ -20,6 +20,7 @@ from PIL import Image
 from harness.errors import InputError
 from harness.hashing import hash_file, hash_value
 from harness.images import load_image
+from harness.safety import safe_name
 
 #: the nine Basic edit types, in the order of the paper's table (compose is printed "Hybrid")
 EDIT_TYPES = ("add", "adjust", "extract", "replace", "remove", "background", "style", "compose", "action")
@@ -143,6 +144,8 @@ def load_edits(path: str | Path) -> EditSet:
         if edit_type not in EDIT_TYPES:
             raise InputError(f"item {key!r}: unknown edit_type {edit_type!r} (known: {', '.join(EDIT_TYPES)})",
                              path, line)
+        safe_name(key, "edit key", path, line)  # names the output file
+        safe_name(entry["id"], f"item {key!r}: image id", path, line)  # names the source image
         items.append(EditItem(key, entry["id"], entry["prompt"], edit_type))
     if not items:
         raise InputError("no edits in file", path)

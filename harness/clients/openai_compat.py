@@ -165,6 +165,9 @@ class OpenAICompatClient:
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
             raise HarnessError(f"base_url must start with http:// or https://, got {base_url!r}")
+        if "@" in urllib.parse.urlsplit(base_url).netloc:  # never repeat it: it may hold a key
+            raise HarnessError("base_url must not hold credentials (user@host); the key comes from the "
+                               "environment variable named by api_key_env")
         if scheme == "http" and not is_loopback_url(base_url) and not allow_insecure_http:
             raise HarnessError(f"base_url {base_url!r} is plain http:// to a host that is not this machine: "
                                f"the API key would travel unencrypted. Use https://, an SSH tunnel to "
@@ -229,14 +232,22 @@ class OpenAICompatClient:
         """One chat completion. ``params`` (temperature, max_tokens, ...) are sent unless None."""
         return self._chat(messages, self._api_key(), params)
 
-    def chat_many(self, conversations: Sequence[list[dict]], **params: Any) -> list[ChatResult]:
-        """``chat`` for each conversation, ``max_concurrency`` at a time; results in input order."""
+    def chat_many(self, conversations: Sequence[list[dict]],
+                  on_result: Callable[[int, ChatResult], None] | None = None, **params: Any) -> list[ChatResult]:
+        """``chat`` for each conversation, ``max_concurrency`` at a time; results in input order.
+        ``on_result(position, result)`` is called (on the worker thread) as each call finishes."""
         if not conversations:
             return []
         key = self._api_key()  # a configuration error stops the batch before any call
+
+        def call(position: int) -> ChatResult:
+            result = self._chat(conversations[position], key, params)
+            if on_result is not None:
+                on_result(position, result)
+            return result
         workers = min(self.max_concurrency, len(conversations))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai-compat") as pool:
-            return list(pool.map(lambda messages: self._chat(messages, key, params), conversations))
+            return list(pool.map(call, range(len(conversations))))
 
     def _chat(self, messages: list[dict], key: str | None, params: Mapping[str, Any]) -> ChatResult:
         payload = {"model": self.model, "messages": messages,

@@ -12,7 +12,7 @@ benchmark can record that one sample as a judge failure and go on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -71,12 +71,18 @@ class ColorClassifier(Protocol):
 @dataclass(frozen=True)
 class ChatPrompt:
     """One judge call: the user text and the images to show with it (before the text, unless
-    ``images_after_text``: ImgEdit's official judge call puts the text first)."""
+    ``images_after_text``: ImgEdit's official judge call puts the text first).
+
+    ``accept``, if given, says whether a reply's text is one the benchmark can use (its official
+    parser finds a verdict in it). A reply it refuses is a judge fault, not a verdict: the runner
+    never keeps it (``harness.judge_replies``), so it is asked again. Not part of the prompt's
+    identity."""
 
     text: str
     images: tuple[Image.Image, ...] = ()
     system: str | None = None
     images_after_text: bool = False
+    accept: Callable[[str], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -102,7 +108,9 @@ class ChatJudge(Protocol):
     usage: dict
 
     def ask(self, prompts: Sequence[ChatPrompt]) -> list[ChatReply]:
-        """One reply per prompt, in order; calls may run concurrently."""
+        """One reply per prompt, in order; calls may run concurrently. A judge may also take
+        ``on_reply(position, reply)``, called as each reply arrives (the runner then keeps each
+        reply at once instead of after the batch)."""
         ...
 
 

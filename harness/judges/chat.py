@@ -7,7 +7,7 @@ the server says answered (``usage["models"]`` and each reply's ``model``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from harness.clients.messages import chat_messages, require_dated_snapshot
 from harness.clients.openai_compat import TRANSPORT_PARAMS, connect
@@ -72,11 +72,16 @@ class OpenAIChatJudge:
     def served_models(self) -> list[str]:
         return self.client.usage["models"]
 
-    def ask(self, prompts: Sequence[ChatPrompt]) -> list[ChatReply]:
+    def ask(self, prompts: Sequence[ChatPrompt],
+            on_reply: Callable[[int, ChatReply], None] | None = None) -> list[ChatReply]:
+        """One reply per prompt, in order; ``on_reply(position, reply)`` as each one arrives."""
         conversations = [chat_messages(prompt.text, prompt.images, prompt.system,
                                        images_first=not getattr(prompt, "images_after_text", False),
                                        detail=self.image_detail)
                          for prompt in prompts]
-        results = self.client.chat_many(conversations, **self.decoding)
-        return [ChatReply(text=result.text, error=result.error, attempts=result.attempts, model=result.model)
-                for result in results]
+        arrived = None if on_reply is None else (lambda position, result: on_reply(position, _reply(result)))
+        return [_reply(result) for result in self.client.chat_many(conversations, on_result=arrived, **self.decoding)]
+
+
+def _reply(result: Any) -> ChatReply:
+    return ChatReply(text=result.text, error=result.error, attempts=result.attempts, model=result.model)
