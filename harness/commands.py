@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -85,10 +87,46 @@ class Rescored:
 
 class Rescorer(Command):
     """``harness rescore NAME``: official numbers from official result files; on the leaderboard,
-    ``claims`` and ``leaderboard_entry`` (the rescorer's registered name is its benchmark's)."""
+    ``claims`` and ``leaderboard_entry`` (the rescorer's registered name is its benchmark's).
+
+    A subclass adds its inputs in ``add_arguments``, re-scores them in ``rescore`` (a summary
+    dict) and says how to print the summary in ``describe``. The base adds ``--strict`` when
+    ``strict_help`` says what it refuses (what the official scorer accepts quietly: by default the
+    official number is given, with a warning), prints the summary's ``warnings`` to stderr as
+    ``harness: warning: ...``, then the text, then the ``printed`` keys as one JSON line.
+    """
 
     #: what the leaderboard accepts for this benchmark, for its error message
     source_help: ClassVar[str] = ""
+    #: what ``--strict`` refuses ("" for no ``--strict``)
+    strict_help: ClassVar[str] = ""
+    #: the summary keys of the JSON line
+    printed: ClassVar[tuple[str, ...]] = ("overall",)
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        self.add_arguments(parser)
+        if self.strict_help:
+            parser.add_argument("--strict", action="store_true", help=self.strict_help)
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def rescore(self, args: argparse.Namespace) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self, summary: dict[str, Any], args: argparse.Namespace) -> str:
+        """The summary for people (may raise ``HarnessError`` when there is no number to give)."""
+        return ""
+
+    def run(self, args: argparse.Namespace) -> int:
+        summary = self.rescore(args)
+        for warning in summary.get("warnings", ()):
+            print(f"harness: warning: {warning}", file=sys.stderr)
+        text = self.describe(summary, args)
+        if text:
+            print(text)
+        print(json.dumps({key: summary[key] for key in self.printed}))
+        return 0
 
     def claims(self, source: str) -> bool:
         """True when the leaderboard source ``source`` is this benchmark's official result file.
@@ -99,6 +137,18 @@ class Rescorer(Command):
     def leaderboard_entry(self, source: str) -> Rescored:
         """Re-score a source this rescorer claims into the benchmark's leaderboard columns."""
         raise NotImplementedError
+
+
+def claims_paired(source: str, prefix: str, ending: str, needs: str, source_help: str) -> bool:
+    """``Rescorer.claims`` for a result file read with a partner file: ``PREFIX:FILE:FILE`` is
+    claimed; a lone file whose name ends with ``ending`` raises ``InputError`` saying that it
+    ``needs`` its partner and what to pass (``source_help``); anything else is not claimed."""
+    if paired_source(source, prefix) is not None:
+        return True
+    path = Path(source)
+    if path.is_file() and path.name.lower().endswith(ending):
+        raise InputError(f"{needs}: pass {source_help}", path)
+    return False
 
 
 def paired_source(source: str, prefix: str) -> tuple[Path, Path] | None:

@@ -33,6 +33,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The file's text; bytes that are not valid ``encoding`` raise ``InputError`` naming the file
+    and the line they are on (a BOM is dropped when ``encoding`` is ``utf-8-sig``)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"not {exc.encoding.upper()} text (byte {data[exc.start]:#04x} at offset "
+                         f"{exc.start})", path, line) from None
+
+
 def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 

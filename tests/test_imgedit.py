@@ -104,7 +104,8 @@ ITEMS = {
              "Physical & Detail Fidelity: 4"),
 }
 # by hand: 22 -> 10/3 = 3.33; 31 -> 19/4 = 4.75; 40 -> (2+2)/2 = 2.0 ("**...:** 5" ignored);
-# 57 -> no score; 63 -> judge failure; 1172 -> 9/3 = 3.0
+# 57 -> no score (a rescore drops it; a run asks again, then counts a judge failure); 63 -> judge failure;
+# 1172 -> 9/3 = 3.0
 # add = (3.33 + 4.75) / 2 = 4.04, style = 2.0, adjust = 3.0; overall = 9.04 / 3
 EXPECTED_TYPES = {"add": 4.04, "adjust": 3.0, "style": 2.0}
 EXPECTED_OVERALL = 9.04 / 3
@@ -246,7 +247,8 @@ def test_a_run_sends_the_official_prompt_and_image_order_and_writes_official_fil
     assert summary.scores["types"] == EXPECTED_TYPES
     assert summary.scores["overall"] == pytest.approx(EXPECTED_OVERALL)
     assert summary.scores["judge_models"] == ["scripted-2025-01-01"]
-    assert summary.counts == {"items": 6, "scored": 4, "no_score": 1, "judge_failed": 1, "types_scored": 3}
+    # 57's reply has no score line: asked three times, then a judge failure (issue 16 item 6)
+    assert summary.counts == {"items": 6, "scored": 4, "no_score": 0, "judge_failed": 2, "types_scored": 3}
 
     by_text = {prompt.text: prompt for prompt in ScriptedJudge.received}
     expected_text = judge_template("adjust").replace("<edit_prompt>", "Change the dog's fur to black.")
@@ -267,19 +269,20 @@ def test_a_run_sends_the_official_prompt_and_image_order_and_writes_official_fil
     assert json.loads((run / "edited" / "typescore.json").read_text()) == {"add": 4.04, "style": 2.0, "adjust": 3.0}
 
     records = {r.sample_id: r for r in load_records(run)}
-    assert records["57"].score is None and records["57"].verdict["no_score"] and not records["57"].judge_failed
+    assert records["57"].score is None and records["57"].judge_failed and "after 3 asks" in records["57"].failure
     assert records["40"].verdict["kept_lines"] == ["**Style Fidelity**: 2", "Rendering Quality: 2"]
     assert records["63"].judge_failed and "HTTP 500" in records["63"].failure
     # the official file rescored gives the run's numbers (the failure excluded, as in the run)
     rescored = rescore_results(run / "edited" / "result.json", data["edits"])
     assert rescored["types"] == summary.scores["types"] and rescored["overall"] == summary.scores["overall"]
 
-    # a second run regenerates nothing and asks the judge again only about the failed item
+    # a second run regenerates nothing and asks the judge again only about the failed items
     ScriptedJudge.received = []
     again = evaluate(spec, run, show_progress=False)
-    assert (again.generated, again.judged) == (0, 1)
-    assert [p.text for p in ScriptedJudge.received] == [
-        judge_template("action").replace("<edit_prompt>", "Make the person wave.")]
+    assert (again.generated, again.judged) == (0, 2)
+    assert sorted(p.text for p in ScriptedJudge.received) == sorted(
+        [judge_template("action").replace("<edit_prompt>", "Make the person wave.")]
+        + [judge_template("remove").replace("<edit_prompt>", "Remove the cup.")] * 3)
 
 
 JUDGE_MODEL = "judge-2025-04-14"
@@ -309,9 +312,10 @@ def test_the_openai_compatible_judge_over_http_retries_and_counts_a_permanent_fa
         summary = evaluate(spec, tmp_path / "run", show_progress=False).summary
         bodies = [request.body for request in server.requests]
     # item 22 goes first and absorbs both faults (2 retries); 5 other items once each, except
-    # item 63 which is tried 1 + max_retries = 3 times
-    assert len(bodies) == (1 + 2) + 4 + 3
-    assert summary.counts == {"items": 6, "scored": 4, "no_score": 1, "judge_failed": 1, "types_scored": 3}
+    # item 63 which is tried 1 + max_retries = 3 times and item 57, whose reply has no score line,
+    # asked 3 times in all
+    assert len(bodies) == (1 + 2) + 4 + 3 + 2
+    assert summary.counts == {"items": 6, "scored": 4, "no_score": 0, "judge_failed": 2, "types_scored": 3}
     assert summary.scores["types"] == EXPECTED_TYPES and summary.scores["judge_models"] == [JUDGE_MODEL]
     usage = summary.usage["judge:judge"]
     assert usage["retries"] == 2 + 2 and usage["failures"] == 1 and usage["models"] == [JUDGE_MODEL]

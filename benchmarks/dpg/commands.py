@@ -2,21 +2,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks.dpg.benchmark import BENCHMARK_NAME
-from harness.commands import Rescored, Rescorer, paired_source
-from harness.errors import HarnessError, InputError
+from harness.commands import Rescored, Rescorer, claims_paired, paired_source
+from harness.errors import HarnessError
+from harness.fileio import read_text
 from harness.registry import register
 
 
 @register("rescore", BENCHMARK_NAME)
 class DPGRescorer(Rescorer):
-    help = "an official *_detail.txt (answers per image, tile, question)"
-    source_help = f"{BENCHMARK_NAME}:DETAIL_TXT:CSV"
+    """an official *_detail.txt (answers per image, tile, question)"""
 
-    def configure(self, parser: argparse.ArgumentParser) -> None:
+    source_help = f"{BENCHMARK_NAME}:DETAIL_TXT:CSV"
+    strict_help = ("refuse duplicate lines (a question answered twice in one tile with the same answer) "
+                   "instead of ignoring them with a warning; different answers are always refused")
+    printed = ("overall", "l1", "l2", "images")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("detail", type=Path)
         parser.add_argument("--csv", type=Path, required=True, help="the question graph, dpg_bench.csv")
         parser.add_argument("--mode", choices=["official", "fixed"], default="official",
@@ -27,29 +31,26 @@ class DPGRescorer(Rescorer):
                             "images (one per line; a run writes dpg_items.txt); absent ones score 0 (default: "
                             "every CSV item)")
 
-    def run(self, args: argparse.Namespace) -> int:
-        from benchmarks.dpg.rescore import format_summary, rescore_detail
+    def rescore(self, args: argparse.Namespace) -> dict:
+        from benchmarks.dpg.rescore import rescore_detail
 
         expected = None
         if args.items:
             if not args.items.is_file():
                 raise HarnessError(f"--items {args.items}: file not found")
-            expected = [line.strip() for line in args.items.read_text(encoding="utf-8").splitlines()
-                        if line.strip()]
-        summary = rescore_detail(args.detail, csv=args.csv, mode=args.mode, pic_num=args.pic_num,
-                                 expected_items=expected)
-        print(format_summary(summary))
-        print(json.dumps({key: summary[key] for key in ("overall", "l1", "l2", "images")}))
-        return 0
+            expected = [line.strip() for line in read_text(args.items, "utf-8-sig").splitlines() if line.strip()]
+        return rescore_detail(args.detail, csv=args.csv, mode=args.mode, pic_num=args.pic_num,
+                              expected_items=expected, strict=args.strict)
+
+    def describe(self, summary: dict, args: argparse.Namespace) -> str:
+        from benchmarks.dpg.rescore import format_summary
+
+        return format_summary(summary)
 
     def claims(self, source: str) -> bool:
         """``dpg:DETAIL_TXT:CSV``; a detail file alone is an error asking for its CSV."""
-        if paired_source(source, BENCHMARK_NAME) is not None:
-            return True
-        path = Path(source)
-        if path.is_file() and path.name.lower().endswith("_detail.txt"):
-            raise InputError(f"a DPG detail file needs its question CSV: pass {self.source_help}", path)
-        return False
+        return claims_paired(source, BENCHMARK_NAME, "_detail.txt", "a DPG detail file needs its question CSV",
+                             self.source_help)
 
     def leaderboard_entry(self, source: str) -> Rescored:
         """The overall score, official mode."""
@@ -59,4 +60,4 @@ class DPGRescorer(Rescorer):
         summary = rescore_detail(detail, questions)
         return Rescored.from_files([detail, questions], {"overall": (summary["overall"], ())},
                                    [f"{summary['images']} image scores averaged (official mode), image folder "
-                                    f"{summary['model']!r}"])
+                                    f"{summary['model']!r}", *summary["warnings"]])

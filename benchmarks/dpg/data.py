@@ -14,13 +14,14 @@ quirk 1 (the loader skips pandas row 0).
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from harness.errors import InputError
-from harness.fileio import read_jsonl
+from harness.fileio import read_jsonl, read_text
 
 CSV_COLUMNS = ("item_id", "text", "keywords", "proposition_id", "dependency", "category_broad",
                "category_detailed", "tuple", "question_natural_language")
@@ -159,7 +160,7 @@ def load_question_graph(csv_path: str | Path, drop_first_row: bool = True) -> di
                          "TencentQQGYLab/ELLA)", path)
     graph: dict[str, DPGItem] = {}
     previous = ""
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with io.StringIO(read_text(path, "utf-8-sig"), newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:

@@ -6,21 +6,25 @@
 - ``_detail.txt``: ``image_path, (x1, y1, x2, y2), question, answer`` per (image, tile, question),
   tile by tile in question order. Upstream writes the answer raw; we write it on one line with
   ", " turned into "," (repeatedly) and line breaks into spaces. Neither change can turn an answer
-  that is not exactly "yes" into "yes", so a replay scores every line as the run did, and the
-  official parsing (answer = text after the last ", ") finds the answer.
+  that is not exactly "yes" into "yes", so a replay scores every line as the run did. A rescore
+  splits a line at the item's known question text (from the CSV), so a raw upstream answer that
+  holds ", " ("no, yes") is read whole; only a line whose question the CSV does not know falls back
+  to the text after the last ", ".
 - ``_results.txt``: ``image_path, s1, ..., sN, average`` per scored image (``str`` of the floats),
   then the summary block; nothing rounded.
 """
 from __future__ import annotations
 
+import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from PIL import Image
 
 from harness.errors import InputError
+from harness.fileio import read_text
 
 GRID_DIR = "grids"
 DETAIL_FILE = "dpg_detail.txt"
@@ -74,11 +78,24 @@ def detail_line(image_path: str, crop: Sequence[int], question: str, answer: str
 
 @dataclass(frozen=True)
 class DetailLine:
+    """One line; ``question``/``answer`` split at the last ", " until :meth:`split_at` knows the
+    item's questions (``rest`` is the text after the crop: question, ", ", answer)."""
+
     image_path: str
     crop: Crop
     question: str
     answer: str
     line: int
+    rest: str = ""
+
+    def split_at(self, questions: Iterable[str]) -> "DetailLine":
+        """The line split after the longest known question that ``rest`` starts with (followed by
+        ", "); unchanged when none does."""
+        known = [q for q in set(questions) if self.rest.startswith(q + ", ")]
+        if not known:
+            return self
+        question = max(known, key=len)
+        return replace(self, question=question, answer=self.rest[len(question) + 2:])
 
 
 def parse_detail_line(text: str, path: str | Path | None = None, line: int | None = None) -> DetailLine:
@@ -95,7 +112,7 @@ def parse_detail_line(text: str, path: str | Path | None = None, line: int | Non
     if not separator:
         raise InputError("no ', ' between question and answer", path, line)
     crop = tuple(int(match.group(k)) for k in range(2, 6))
-    return DetailLine(match.group("path"), crop, question, answer, line or 0)
+    return DetailLine(match.group("path"), crop, question, answer, line or 0, match.group("rest"))
 
 
 def read_detail(path: str | Path) -> list[DetailLine]:
@@ -103,10 +120,9 @@ def read_detail(path: str | Path) -> list[DetailLine]:
     if not path.is_file():
         raise InputError("detail file not found", path)
     lines = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        for number, text in enumerate(handle, start=1):
-            if text.strip():
-                lines.append(parse_detail_line(text, path, number))
+    for number, text in enumerate(io.StringIO(read_text(path, "utf-8-sig"), newline=""), start=1):
+        if text.strip():
+            lines.append(parse_detail_line(text, path, number))
     if not lines:
         raise InputError("the detail file has no lines", path)
     return lines

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks.geneval.benchmark import BENCHMARK_NAME, GenEval
@@ -14,10 +13,14 @@ from harness.registry import register
 
 @register("rescore", BENCHMARK_NAME)
 class GenEvalRescorer(Rescorer):
-    help = "results.jsonl, or a detections file with --from-detections"
-    source_help = "GenEval results.jsonl"
+    """results.jsonl, or a detections file with --from-detections"""
 
-    def configure(self, parser: argparse.ArgumentParser) -> None:
+    source_help = "GenEval results.jsonl"
+    strict_help = ('refuse rows with "correct": null instead of skipping them with a warning, as '
+                   "summary_scores.py skips them")
+    printed = ("overall", "tasks", "images", "prompts")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("path", type=Path)
         parser.add_argument("--from-detections", action="store_true",
                             help="PATH is a detections file (one JSON line per image); apply the rules")
@@ -26,26 +29,27 @@ class GenEvalRescorer(Rescorer):
                             help="official evaluator options, e.g. threshold=0.3")
         parser.add_argument("--write-results", type=Path, help="also write the scored results.jsonl here")
 
-    def run(self, args: argparse.Namespace) -> int:
-        from benchmarks.geneval import aggregate, results_io
+    def rescore(self, args: argparse.Namespace) -> dict:
+        from benchmarks.geneval import results_io
         from benchmarks.geneval.rescore import rescore_detections, rescore_results
         from benchmarks.geneval.rules import GenEvalOptions
 
-        if args.from_detections:
-            options = GenEvalOptions.from_options(key_values(args.options))
-            rows, summary = rescore_detections(args.path, metadata_path=args.metadata, options=options)
-            if args.write_results:
-                if args.write_results.is_dir():
-                    raise HarnessError(f"--write-results {args.write_results} is a folder; give a file path")
-                results_io.write_results(rows, args.write_results)
-        else:
+        if not args.from_detections:
             if args.options or args.metadata:
                 raise HarnessError("--options and --metadata apply only with --from-detections")
-            summary = rescore_results(args.path)
-        print(aggregate.format_summary(summary))
-        print(json.dumps({"overall": summary["overall"], "tasks": summary["tasks"],
-                          "images": summary["images"], "prompts": summary["prompts"]}))
-        return 0
+            return rescore_results(args.path, strict=args.strict)
+        options = GenEvalOptions.from_options(key_values(args.options))
+        rows, summary = rescore_detections(args.path, metadata_path=args.metadata, options=options)
+        if args.write_results:
+            if args.write_results.is_dir():
+                raise HarnessError(f"--write-results {args.write_results} is a folder; give a file path")
+            results_io.write_results(rows, args.write_results)
+        return summary
+
+    def describe(self, summary: dict, args: argparse.Namespace) -> str:
+        from benchmarks.geneval.aggregate import format_summary
+
+        return format_summary(summary)
 
     def claims(self, source: str) -> bool:
         return Path(source).name.lower().endswith(".jsonl") and Path(source).is_file()
@@ -63,4 +67,5 @@ class GenEvalRescorer(Rescorer):
         if absent:
             departures.append(f"tags absent: {', '.join(absent)}")
         return Rescored.from_files([path], {"overall": (summary["overall"], tuple(departures))},
-                                   [f"{summary['images']} images, {summary['prompts']} prompts"])
+                                   [f"{summary['images']} images, {summary['prompts']} prompts",
+                                    *summary.get("warnings", [])])

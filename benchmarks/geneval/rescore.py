@@ -12,15 +12,29 @@ from typing import Sequence
 
 from benchmarks.geneval.aggregate import summarize
 from benchmarks.geneval.data import load_class_names, load_metadata
-from benchmarks.geneval.results_io import DetectionsEntry, read_detections, read_results
+from benchmarks.geneval.results_io import DetectionsEntry, read_detections, read_results_with_lines
 from benchmarks.geneval.rules import ColorOf, GenEvalOptions, score_image
 from harness.errors import InputError
 from harness.judges.base import Detection
 
 
-def rescore_results(path: str | Path) -> dict:
-    """Summarize an official ``results.jsonl`` as ``summary_scores.py`` would."""
-    return summarize(read_results(path))
+def rescore_results(path: str | Path, strict: bool = False) -> dict:
+    """Summarize an official ``results.jsonl`` as ``summary_scores.py`` would. Rows with
+    ``"correct": null`` are skipped as pandas skips NaN, and ``summary["warnings"]`` says so;
+    ``strict`` refuses them instead."""
+    rows, lines = read_results_with_lines(path, strict=strict)
+    summary = summarize(rows, path, lines)
+    if summary.get("skipped"):
+        nulls = [line for row, line in zip(rows, lines) if row["correct"] is None]
+        summary["warnings"] = [
+            f"{path}: {len(nulls)} row(s) have \"correct\": null (line {_lines(nulls)}): skipped in every mean, "
+            "as summary_scores.py skips them (they still count in 'Total images'); --strict refuses such a file"]
+    return summary
+
+
+def _lines(numbers: list[int], shown: int = 5) -> str:
+    text = ", ".join(str(n) for n in numbers[:shown])
+    return text + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
 
 
 def _colors_from_file(path: str | Path, entry: DetectionsEntry) -> ColorOf:

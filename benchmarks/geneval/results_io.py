@@ -55,9 +55,16 @@ def _json_lines(path: str | Path) -> Iterator[tuple[int, object]]:
         raise InputError("file is empty", path)
 
 
-def read_results(path: str | Path) -> list[dict]:
-    """Read an official ``results.jsonl``; ``correct`` may be true/false or 0/1 (-> bool)."""
-    rows = []
+def read_results(path: str | Path, strict: bool = False) -> list[dict]:
+    """Read an official ``results.jsonl``; ``correct`` may be true/false or 0/1 (-> bool), or
+    ``null`` (-> None): pandas reads it as NaN and ``summary_scores.py`` skips it in every mean, so we
+    keep the row for the counts and skip it likewise; ``strict`` refuses such a row instead."""
+    return read_results_with_lines(path, strict)[0]
+
+
+def read_results_with_lines(path: str | Path, strict: bool = False) -> tuple[list[dict], list[int]]:
+    """:func:`read_results` and the line number of each row."""
+    rows, lines = [], []
     for number, row in _json_lines(path):
         def fail(message: str) -> None:
             raise InputError(message, path, number)
@@ -69,8 +76,13 @@ def read_results(path: str | Path) -> list[dict]:
                 fail(f"field {key!r} missing")
             value = row[key]
             if key == "correct":
+                if value is None:
+                    if strict:
+                        fail("field 'correct' is null (no verdict); without --strict the row is skipped in "
+                             "every mean, as summary_scores.py skips it, with a warning")
+                    continue
                 if not (isinstance(value, bool) or (type(value) is int and value in (0, 1))):
-                    fail(f"field 'correct' must be true/false or 0/1, got {value!r}")
+                    fail(f"field 'correct' must be true/false or 0/1 (or null), got {value!r}")
                 row[key] = bool(value)
             elif not isinstance(value, str):
                 fail(f"field {key!r} must be a string, got {type(value).__name__}")
@@ -81,7 +93,8 @@ def read_results(path: str | Path) -> list[dict]:
         if not isinstance(metadata, dict):
             fail("field 'metadata' must encode a JSON object")
         rows.append(row)
-    return rows
+        lines.append(number)
+    return rows, lines
 
 
 # pandas (ujson) escapes: quote, backslash, slash, the short C escapes, other controls as \u00XX.

@@ -15,6 +15,7 @@ numpy 1.x sorts up to 16 items by insertion sort): among equal scores the *later
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -54,7 +55,8 @@ class GenEvalOptions:
 
         Conversions follow the official script: ``float``/``int`` of the text, and ``crop`` is on
         only when the text is exactly ``"1"``. Unknown keys are an error (the official ignores
-        them, which hides typos).
+        them, which hides typos), and so is a number that is not finite (``nan``, ``inf``: every
+        score comparison with NaN is false, so a NaN threshold would quietly fail every image).
         """
         if not isinstance(options, Mapping):
             pairs = {}
@@ -80,6 +82,8 @@ class GenEvalOptions:
                     values[key] = float(text)
             except ValueError:
                 raise InputError(f"option {key}={text!r}: not a valid {known[key]}") from None
+            if isinstance(values[key], float) and not math.isfinite(values[key]):
+                raise InputError(f"option {key}={text!r}: must be a finite number (not nan or inf)")
         return cls(**values)
 
 

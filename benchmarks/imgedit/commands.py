@@ -2,44 +2,41 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks.imgedit.benchmark import BENCHMARK_NAME
 from benchmarks.imgedit.data import EDIT_TYPES
-from harness.commands import Rescored, Rescorer, paired_source
-from harness.errors import InputError
+from harness.commands import Rescored, Rescorer, claims_paired, paired_source
 from harness.registry import register
 
 
 @register("rescore", BENCHMARK_NAME)
 class ImgEditRescorer(Rescorer):
-    help = "the judge's result.json ({key: reply})"
-    source_help = f"{BENCHMARK_NAME}:RESULT_JSON:EDITS_JSON"
+    """the judge's result.json ({key: reply})"""
 
-    def configure(self, parser: argparse.ArgumentParser) -> None:
+    source_help = f"{BENCHMARK_NAME}:RESULT_JSON:EDITS_JSON"
+    strict_help = ("stop at the first failed judge call, as the official script does, and refuse a key "
+                   "given twice (default: the last value, as json.load, with a warning)")
+    printed = ("overall", "types")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("result", type=Path)
         parser.add_argument("--edits", type=Path, required=True, help="basic_edit.json")
-        parser.add_argument("--strict", action="store_true",
-                            help="stop at the first failed judge call, as the official script does")
 
-    def run(self, args: argparse.Namespace) -> int:
-        from benchmarks.imgedit.rescore import format_summary, rescore_results
+    def rescore(self, args: argparse.Namespace) -> dict:
+        from benchmarks.imgedit.rescore import rescore_results
 
-        summary = rescore_results(args.result, args.edits, strict=args.strict)
-        print(format_summary(summary))
-        print(json.dumps({"overall": summary["overall"], "types": summary["types"]}))
-        return 0
+        return rescore_results(args.result, args.edits, strict=args.strict)
+
+    def describe(self, summary: dict, args: argparse.Namespace) -> str:
+        from benchmarks.imgedit.rescore import format_summary
+
+        return format_summary(summary)
 
     def claims(self, source: str) -> bool:
         """``imgedit:RESULT_JSON:EDITS_JSON``; a JSON file alone is an error asking for its edit list."""
-        if paired_source(source, BENCHMARK_NAME) is not None:
-            return True
-        path = Path(source)
-        if path.is_file() and path.name.lower().endswith(".json"):
-            raise InputError(f"an ImgEdit result file needs its edit list: pass {self.source_help} "
-                             "(basic_edit.json)", path)
-        return False
+        return claims_paired(source, BENCHMARK_NAME, ".json",
+                             "an ImgEdit result file needs its edit list (basic_edit.json)", self.source_help)
 
     def leaderboard_entry(self, source: str) -> Rescored:
         """The overall score; edit types without a score are departures (the judge is not recorded)."""
@@ -56,4 +53,5 @@ class ImgEditRescorer(Rescorer):
                  "with numbers from the same judge)"]
         if summary["judge_failed"]:
             notes.append(f"{summary['judge_failed']} judge failure(s) excluded")
+        notes += summary["warnings"]
         return Rescored.from_files([result, edits], {"overall": (summary["overall"], tuple(departures))}, notes)

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from harness.errors import InputError
+from harness.fileio import read_text
 from harness.hashing import hash_file, hash_value
 from harness.images import load_image
 from harness.safety import safe_name
@@ -82,30 +83,48 @@ class _Pairs(list):
     """A JSON object as its (key, value) pairs in file order (so duplicate keys can be seen)."""
 
 
-def read_json_object(path: Path, what: str) -> tuple[str, list[tuple[str, Any]]]:
-    """The file's text and its top-level (key, value) pairs in file order (duplicate keys refused;
-    nested objects are plain dicts)."""
+def read_json_pairs(path: Path, what: str) -> tuple[str, list[tuple[str, Any]], dict[str, int]]:
+    """The file's text, its top-level (key, value) pairs as ``json.load`` keeps them (one per key:
+    the last value, at the place of the first; nested objects plain dicts), and the keys given
+    more than once with their counts. Bad bytes, bad JSON and a top level that is not an object
+    raise ``InputError`` naming the line."""
     if not path.is_file():
         raise InputError(f"{what} not found", path)
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "utf-8-sig")
     try:
         pairs = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", path, exc.lineno) from None
     if not isinstance(pairs, _Pairs):
         raise InputError(f"expected a JSON object {{key: ...}} at the top of the {what}", path, 1)
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:  # json.load would keep the last silently: two edits would share one output
-            raise InputError(f"key {key!r} appears twice", path, line_of_key(text, key))
-        seen.add(key)
-    return text, [(key, _as_dict(value)) for key, value in pairs]
+    values: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for key, value in pairs:
+        values[key] = _as_dict(value)
+        counts[key] = counts.get(key, 0) + 1
+    return text, list(values.items()), {key: count for key, count in counts.items() if count > 1}
+
+
+def read_json_object(path: Path, what: str) -> tuple[str, list[tuple[str, Any]]]:
+    """``read_json_pairs``, refusing a key given twice (``json.load`` would keep the last silently:
+    two edits would share one output)."""
+    text, pairs, repeated = read_json_pairs(path, what)
+    if repeated:
+        key = next(iter(repeated))
+        raise InputError(f"key {key!r} appears twice", path, line_of_key(text, key))
+    return text, pairs
+
+
+def lines_of_key(text: str, key: str) -> list[int | None]:
+    """Every line where ``"key":`` opens an entry (``[None]`` if none). Inside a JSON string a quote
+    is escaped, so a match right after the start of a line, a ``{`` or a ``,`` is a real key."""
+    pattern = re.compile(r"(?:^|[{,])\s*(" + re.escape(json.dumps(key)) + r")\s*:", re.MULTILINE)
+    return [text.count("\n", 0, match.start(1)) + 1 for match in pattern.finditer(text)] or [None]
 
 
 def line_of_key(text: str, key: str) -> int | None:
-    """The line where ``"key":`` first appears (good enough to point at an entry)."""
-    match = re.search(r"^\s*" + re.escape(json.dumps(key)) + r"\s*:", text, re.MULTILINE)
-    return text.count("\n", 0, match.start()) + 1 if match else None
+    """The line where ``"key":`` first opens an entry."""
+    return lines_of_key(text, key)[0]
 
 
 def _as_dict(value: Any) -> Any:

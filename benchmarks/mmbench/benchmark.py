@@ -62,6 +62,9 @@ class MMBench(Benchmark):
         judge_fallback: after three unreadable judge replies, ``"seeded"`` (a seeded random
             choice, flagged and counted) or ``"fail"`` (a judge failure).
         lang: suffix language of the llava prompt: ``"auto"`` (by the question), ``"en"``, ``"cn"``.
+        lenient_cells: read every cell of the TSV as its text instead of with pandas' default types
+            (upstream's reading, where a numeric option column with a blank reads "4.0"); not the
+            official reading (docs/MMBENCH.md).
     """
 
     capability = "answer"
@@ -70,7 +73,9 @@ class MMBench(Benchmark):
     version = "1"
     scoring_keys = frozenset({"rule_version", "rule_commit", "judge_prompt_hash", "judge_attempts",
                               "judge_fallback", "scoring", "aggregation", "scale"})
-    card_only_keys = frozenset({"data_file", "data_hash", "questions", "passes", "options_without_answer", "circular"})
+    # cell_reading changes the prompts and options, which are in the cache keys themselves
+    card_only_keys = frozenset({"data_file", "data_hash", "questions", "passes", "options_without_answer", "circular",
+                                "cell_reading"})
     breakdown = "l2"
     paired_test = "mcnemar"  # each question is a hit or not
     pass_fail_unit = "item"  # a question (all its circular passes), not a pass
@@ -84,15 +89,19 @@ class MMBench(Benchmark):
     official_items = 1164
 
     def __init__(self, data: str, prompt_style: str = "vlmevalkit", circular: str = "auto",
-                 rule_version: str = DEFAULT_RULE_VERSION, judge_fallback: str = "seeded", lang: str = "auto"):
+                 rule_version: str = DEFAULT_RULE_VERSION, judge_fallback: str = "seeded", lang: str = "auto",
+                 lenient_cells: bool = False):
         if prompt_style not in PROMPT_STYLES:
             raise InputError(f"mmbench: prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
         if lang not in LANGS:
             raise InputError(f"mmbench: lang must be one of {LANGS}, got {lang!r}")
         self.rules = rules_for(rule_version)
         self.judge_fallback = check_fallback_mode(judge_fallback)
+        if not isinstance(lenient_cells, bool):
+            raise InputError(f"mmbench: lenient_cells must be true or false, got {lenient_cells!r}")
         self.prompt_style, self.lang = prompt_style, lang
-        self.data = load_mmbench(data, circular)
+        self.cell_reading = "text" if lenient_cells else "pandas"
+        self.data = load_mmbench(data, circular, self.cell_reading)
         self.rows = {str(row.index): row for row in self.data.passes}
         self._protocol = self._build_protocol()
 
@@ -107,6 +116,7 @@ class MMBench(Benchmark):
             "questions": len(self.data.questions),
             "passes": len(self.data.passes),
             "circular": self.data.circular,
+            "cell_reading": self.cell_reading,
             "options_without_answer": self.data.options_without_answer,
             "prompt_style": self.prompt_style,
             "prompt_template_hash": hash_value(template),
@@ -138,6 +148,9 @@ class MMBench(Benchmark):
         # numbers come from the dev EN files (VLMEvalKit's MMBench_DEV_EN*, LLaVA's mmbench_dev_2023*)
         if not OFFICIAL_FILE_NAME.match(name):
             reasons.append(f"data file {name!r} is not an official MMBench EN dev/test TSV by name")
+        if protocol.get("cell_reading", "pandas") != "pandas":
+            reasons.append("cells read as text (lenient_cells); upstream reads the TSV with pandas' default "
+                           "types, where a numeric option column with a blank reads '4.0'")
         if protocol.get("circular") == "off":
             reasons.append("circular: off (single-pass accuracy; published numbers are CircularEval)")
         if not protocol.get("judges"):
@@ -206,7 +219,7 @@ class MMBench(Benchmark):
             passes.append(PassOutcome(index=row.index, split=row.split, category=row.category,
                                       l2_category=row.l2_category,
                                       correct=None if record.judge_failed else bool(record.correct),
-                                      fallback=bool(record.verdict.get("fallback"))))
+                                      fallback=bool(record.verdict.get("fallback")), g_index=row.g_index))
         return passes
 
     def write_official(self, run_dir: Path, records: Sequence[SampleRecord]) -> list[str]:

@@ -1,15 +1,19 @@
 """CircularEval and the accuracy report (PROTOCOLS.md 5.5 and 5.6).
 
-A question (``g_index = index mod 1e6``) is a hit only if every one of its passes chose its
-answer. Judge failures are never wrong answers: a question with a judge-failed pass and no pass
-already wrong is excluded from every mean and counted apart (a wrong pass decides the question
-whatever the failed one would have said, as upstream stops at the first wrong pass).
+A question (its ``g_index``: the file's ``g_index`` column when it has one, else ``index mod 1e6``)
+is a hit only if every one of its passes chose its answer. Judge failures are never wrong answers:
+a question with a judge-failed pass and no pass already wrong is excluded from every mean and
+counted apart (a wrong pass decides the question whatever the failed one would have said, as
+upstream stops at the first wrong pass).
 
 The report is VLMEvalKit's ``report_acc``: per ``split``, ``Overall`` = mean hit over questions
 (question-weighted), then one column per L2 ability (``l2-category``, abbreviated CP, FP-S, ...)
 and per L3 ability (``category``), each sorted by name, on the **0-1 scale** (papers print x100).
-Splits are sorted here; upstream lists them in ``set`` order. Passes whose main row (pass 0) is
-absent belong to no question and are ignored, as upstream builds questions from main rows.
+Splits are sorted here; upstream lists them in ``set`` order. Passes whose main row (pass 0, the row
+whose index equals its g_index) is absent belong to no question and are ignored, as upstream builds
+questions from main rows. A main row given twice (only a rescored file can have one) is one
+question counted twice, as upstream's main-row table holds it twice; all the rows of the group,
+repeats included, must be right.
 """
 from __future__ import annotations
 
@@ -36,10 +40,11 @@ class PassOutcome:
     l2_category: str | None
     correct: bool | None  # None: the judge failed on this pass
     fallback: bool = False
+    g_index: int | None = None  # the question: the file's g_index; None: index mod 1e6
 
-    @property
-    def g_index(self) -> int:
-        return self.index % CIRCULAR_OFFSET
+    def __post_init__(self) -> None:
+        if self.g_index is None:
+            object.__setattr__(self, "g_index", self.index % CIRCULAR_OFFSET)
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,15 @@ def question_outcomes(passes: Iterable[PassOutcome]) -> tuple[list[QuestionOutco
         groups[outcome.g_index].append(outcome)
     questions, orphans = [], 0
     for g_index, group in groups.items():
-        main = next((p for p in group if p.index == g_index), None)
-        if main is None:
+        mains = [p for p in group if p.index == g_index]
+        if not mains:
             orphans += len(group)
             continue
         results = [p.correct for p in group]
         hit = 0 if False in results else (None if None in results else 1)
-        questions.append(QuestionOutcome(g_index, main.split, main.category, main.l2_category, hit,
-                                         len(group), main.correct))
+        for main in mains:  # once, or once per repeat of the main row (as upstream's main-row table)
+            questions.append(QuestionOutcome(g_index, main.split, main.category, main.l2_category, hit,
+                                             len(group), main.correct))
     return questions, orphans
 
 

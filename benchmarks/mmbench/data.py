@@ -1,7 +1,10 @@
 """MMBench data: VLMEvalKit TSVs (and LLaVA's legacy ones) as questions with circular passes.
 
 A TSV row is one pass of one question (PROTOCOLS.md 5.1). Pass k of the question ``g_index`` has
-``index = g_index + k * 1_000_000`` and its options shifted. Two file flavours:
+``index = g_index + k * 1_000_000`` and its options shifted; a file with a ``g_index`` column (as
+VLMEvalKit's ``CIRCULAR`` tool writes, which raises the offset to 10,000,000 and beyond once indices
+reach 1,000,000) groups its rows by that column instead, as ``mcq_circular_eval`` does. A main row
+is a row whose ``index`` equals its ``g_index``. Two file flavours:
 
 - VLMEvalKit (``MMBench_DEV_EN.tsv`` ...): a copy's ``image`` cell is short (64 characters or
   fewer) and names the ``index`` of the row that holds the base64 image, as
@@ -52,14 +55,16 @@ class MMBenchRow:
     line: int  # the file line of the row (of the main row for a generated pass)
     generated: bool = False
     load_image: Callable[[], Image.Image] = field(default=None, compare=False, repr=False)
+    group: int | None = None  # the file's g_index cell; None: index mod 1,000,000
+    pass_position: int | None = None  # 0 for the main row, then 1, 2, ... by index
 
     @property
     def g_index(self) -> int:
-        return self.index % CIRCULAR_OFFSET
+        return self.group if self.group is not None else self.index % CIRCULAR_OFFSET
 
     @property
     def pass_number(self) -> int:
-        return self.index // CIRCULAR_OFFSET
+        return self.pass_position if self.pass_position is not None else self.index // CIRCULAR_OFFSET
 
     @property
     def question(self) -> str:
@@ -114,11 +119,27 @@ def option_letters(columns: list[str]) -> tuple[str, ...]:
     return tuple(letter for letter in string.ascii_uppercase if letter in columns)
 
 
-def load_mmbench(path: str | Path, circular: str = "auto") -> MMBenchData:
+def circular_offset(indices) -> int:
+    """The copy offset of VLMEvalKit's ``CIRCULAR`` tool: 1,000,000, times 10 while an index reaches it."""
+    offset = CIRCULAR_OFFSET
+    while max(indices, default=0) >= offset:
+        offset *= 10
+    return offset
+
+
+def g_indices(table: Table, records: list[dict], indices: list[int]) -> list[int]:
+    """Each row's question: the ``g_index`` column when the file has one, else ``index mod 1e6``."""
+    if "g_index" not in table.columns:
+        return [index % CIRCULAR_OFFSET for index in indices]
+    return [table.parse_index(record["g_index"], position, "g_index") for position, record in enumerate(records)]
+
+
+def load_mmbench(path: str | Path, circular: str = "auto", cells: str = "pandas") -> MMBenchData:
     if circular not in CIRCULAR_MODES:
         raise InputError(f"mmbench: circular must be one of {CIRCULAR_MODES}, got {circular!r}")
-    table = read_table(path)
+    table = read_table(path, cells)
     require_columns(table, REQUIRED_COLUMNS)
+    table.check_complete()
     columns = [c for c in table.columns if c != "image"]
     letters = option_letters(columns)
     records = table.frame.to_dict("records")
@@ -131,39 +152,47 @@ def load_mmbench(path: str | Path, circular: str = "auto") -> MMBenchData:
         if cell(record["answer"]) is None:
             raise table.error(f"index {index} has no answer (test splits are scored only by the "
                               "official server)", position)
+    groups = dict(zip(positions, g_indices(table, records, list(positions))))
+    explicit = "g_index" in table.columns
     images = _ImageResolver(table, records, positions)
-    has_copies = any(index >= CIRCULAR_OFFSET for index in positions)
+    has_copies = any(index != groups[index] for index in positions)
     questions: dict[int, list[MMBenchRow]] = {}
     for index, position in positions.items():
-        if index >= CIRCULAR_OFFSET:
+        if index != groups[index]:
             continue
-        cells = {c: cell(records[position][c]) for c in columns}
+        row_cells = {c: cell(records[position][c]) for c in columns}
         digest, loader = images.resolve(position)
-        questions[index] = [MMBenchRow(index, cells, letters, digest, table.line(position), False, loader)]
+        questions[index] = [MMBenchRow(index, row_cells, letters, digest, table.line(position), False, loader,
+                                       index if explicit else None, 0 if explicit else None)]
     mode = "off"
     if circular == "auto" and has_copies:
         mode = "rows"
         for index, position in positions.items():
-            if index < CIRCULAR_OFFSET:
+            g_index = groups[index]
+            if index == g_index:
                 continue
-            if index % CIRCULAR_OFFSET not in questions:
-                raise table.error(f"circular copy {index} has no main row (index {index % CIRCULAR_OFFSET})", position)
-            cells = {c: cell(records[position][c]) for c in columns}
+            if g_index not in questions:
+                raise table.error(f"circular copy {index} has no main row (index {g_index})", position)
+            row_cells = {c: cell(records[position][c]) for c in columns}
             digest, loader = images.resolve(position)
-            questions[index % CIRCULAR_OFFSET].append(
-                MMBenchRow(index, cells, letters, digest, table.line(position), False, loader))
-        for passes in questions.values():
-            passes.sort(key=lambda row: row.index)
+            questions[g_index].append(MMBenchRow(index, row_cells, letters, digest, table.line(position), False,
+                                                 loader, g_index if explicit else None))
+        for g_index, passes in questions.items():
+            passes.sort(key=lambda row: (row.index != g_index, row.index))  # the main row first
+            if explicit:  # the copy offset may be 1e7 or more: number the passes by position
+                passes[1:] = [replace(row, pass_position=k) for k, row in enumerate(passes[1:], start=1)]
     elif circular == "auto":
         mode = "generated"
+        offset = circular_offset(positions)
         for passes in questions.values():
-            passes.extend(generated_passes(passes[0]))
+            passes.extend(generated_passes(passes[0], offset))
     return MMBenchData(Path(path), columns, list(questions.values()), mode, hash_file(path))
 
 
-def generated_passes(main: MMBenchRow) -> list[MMBenchRow]:
+def generated_passes(main: MMBenchRow, offset: int = CIRCULAR_OFFSET) -> list[MMBenchRow]:
     """Passes 1..n-1 of a question with n options: option texts rotated left k times under the
-    letters A, B, ...; the answer letter follows its option text."""
+    letters A, B, ...; the answer letter follows its option text; pass k's index is
+    ``index + k * offset`` (``offset`` above every index, as VLMEvalKit's ``CIRCULAR`` picks it)."""
     old_letters = list(main.options)
     texts = list(main.options.values())
     count = len(texts)
@@ -177,10 +206,13 @@ def generated_passes(main: MMBenchRow) -> list[MMBenchRow]:
             cells[letter] = text
         if main.answer in old_letters:
             cells["answer"] = new_letters[(old_letters.index(main.answer) - k) % count]
-        index = main.index + k * CIRCULAR_OFFSET
+        index = main.index + k * offset
         cells["index"] = str(index)
+        if "g_index" in cells:
+            cells["g_index"] = str(main.index)
         letters = tuple(sorted(set(main.letters) | set(new_letters)))
-        passes.append(replace(main, index=index, cells=cells, letters=letters, generated=True))
+        passes.append(replace(main, index=index, cells=cells, letters=letters, generated=True,
+                              group=main.index, pass_position=k))
     return passes
 
 

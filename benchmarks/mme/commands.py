@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from benchmarks.mme.benchmark import BENCHMARK_NAME
@@ -13,23 +12,29 @@ from harness.registry import register
 
 @register("rescore", BENCHMARK_NAME)
 class MMERescorer(Rescorer):
-    help = "a folder of per-subtask answer files (image, question, GT, answer)"
-    source_help = "an MME results folder of <subtask>.txt files"
+    """a folder of per-subtask answer files (image, question, GT, answer)"""
 
-    def configure(self, parser: argparse.ArgumentParser) -> None:
+    printed = ("perception", "cognition", "subtasks")  # MME has no overall: two sums of subtask scores
+    source_help = "an MME results folder of <subtask>.txt files"
+    strict_help = ("refuse what calculation.py reads quietly (an image paired twice, a pair of two images, "
+                   "other .txt files in the folder) instead of warning")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("folder", type=Path)
         parser.add_argument("--subtasks", nargs="*", help="score only these subtasks")
         parser.add_argument("--present-only", action="store_true",
                             help="score the subtask files present instead of requiring all 14")
 
-    def run(self, args: argparse.Namespace) -> int:
-        from benchmarks.mme.rescore import format_summary, rescore_folder
+    def rescore(self, args: argparse.Namespace) -> dict:
+        from benchmarks.mme.rescore import rescore_folder
 
-        summary = rescore_folder(args.folder, subtasks=args.subtasks or None, present_only=args.present_only)
-        print(format_summary(summary))
-        print(json.dumps({"perception": summary["perception"], "cognition": summary["cognition"],
-                          "subtasks": summary["subtasks"]}))
-        return 0
+        return rescore_folder(args.folder, subtasks=args.subtasks or None, present_only=args.present_only,
+                              strict=args.strict)
+
+    def describe(self, summary: dict, args: argparse.Namespace) -> str:
+        from benchmarks.mme.rescore import format_summary
+
+        return format_summary(summary)
 
     def claims(self, source: str) -> bool:
         path = Path(source)
@@ -47,4 +52,5 @@ class MMERescorer(Rescorer):
             reasons = (f"{len(group) - len(missing)} of {len(group)} {key} subtasks present "
                        f"(missing: {', '.join(missing)})",) if missing and summary[key] is not None else ()
             values[key] = (summary[key], reasons)
-        return Rescored.from_files([path], values, [f"subtasks scored: {len(summary['present'])} of {len(SUBTASKS)}"])
+        return Rescored.from_files([path], values, [f"subtasks scored: {len(summary['present'])} of {len(SUBTASKS)}",
+                                                    *summary["warnings"]])
