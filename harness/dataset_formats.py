@@ -24,7 +24,6 @@ from harness.dataset_records import (DEFAULT_CAPTION_QUESTION, LLAVA_FILE, SHARE
                                      llava_record, sharegpt4o_record)
 from harness.errors import HarnessError, InputError
 from harness.fileio import atomic_write_text
-from harness.safety import safe_name
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ def _load_list(path: Path) -> list:
 def _image(path: Path, index: int, value: Any, field: str) -> Path:
     if not isinstance(value, str) or not value:
         raise InputError(f"record {index}: {field} must be a non-empty path string, got {value!r}", path)
-    image = path.parent / safe_name(value, f"record {index}: {field}", path)
+    image = path.parent / value  # read only; an absolute path is allowed (a dataset listing its images)
     if not image.is_file():
         raise InputError(f"record {index}: {field} {value!r} does not exist ({image})", path)
     return image

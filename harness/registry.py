@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import types
+import typing
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
@@ -113,4 +115,40 @@ def build(kind: str, name: str, **params: Any) -> Any:
     except TypeError as exc:
         accepted = ", ".join(p for p in inspect.signature(plugin).parameters if p not in ("args", "kwargs"))
         raise InputError(f"{kind} {name!r}: {exc} (parameters: {accepted or 'none'})") from None
-    return plugin(**params)
+    _check_types(kind, name, plugin, params)
+    try:
+        return plugin(**params)
+    except ValueError as exc:  # a constructor refusing a parameter's value
+        raise InputError(f"{kind} {name!r}: {exc}") from None
+
+
+_SIMPLE = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_types(kind: str, name: str, plugin: Any, params: dict[str, Any]) -> None:
+    """Refuse a parameter whose value is not of the simple type (int, float, str, bool, or None
+    where allowed) its annotation names: a spec's ``per_tag: "3"`` or ``2.5`` is an input error,
+    not a traceback deep inside the plugin."""
+    try:
+        hints = typing.get_type_hints(plugin.__init__ if inspect.isclass(plugin) else plugin)
+    except Exception:  # noqa: BLE001 - annotations this check cannot read: the plugin checks itself
+        return
+    for param, value in params.items():
+        hint = hints.get(param)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        allowed = typing.get_args(hint) if union else (hint,)
+        if not all(arg in _SIMPLE or arg is type(None) for arg in allowed):
+            continue  # a richer type (a list, a mapping, a path): the plugin checks it
+        if not any(_fits(value, arg) for arg in allowed):
+            wanted = " or ".join(_SIMPLE.get(arg, "null") for arg in allowed)
+            raise InputError(f"{kind} {name!r}: parameter {param!r} must be {wanted}, got {value!r}")
+
+
+def _fits(value: Any, simple: type) -> bool:
+    if simple is type(None):
+        return value is None
+    if isinstance(value, bool):  # YAML's true is not a number
+        return simple is bool
+    if simple is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, simple)

@@ -438,7 +438,7 @@ def _judge(spec: RunSpec, benchmark: Benchmark, mine: list[Request], outputs: di
                 failed += 1
                 print(f"[rank {dist.rank}] judge failed on {record.output_path or record.sample_id}: "
                       f"{record.failure}", file=sys.stderr)
-            else:
+            elif not record.provisional:  # a stand-in verdict is scored, but asked again next run
                 cache.put(key, {"record": record.to_dict()})
         # the rate counts every verdict of this run, cached ones included: a resumed run whose only
         # pending samples are a few lasting failures must not look like a judge that is down

@@ -37,6 +37,10 @@ class SampleRecord:
             Failures are counted apart and never scored as wrong.
         failure: the error message when ``judge_failed``.
         output_text: the model's raw answer, for benchmarks whose outputs are text (MME, MMBench).
+        provisional: the verdict stands in for a judge that gave nothing usable, as the official
+            protocol says (MMBench's seeded random choice after three unreadable extractor
+            replies): it is scored, but never kept in the judgement cache, so the next run asks
+            the judge again. Written to records only when true.
     """
 
     sample_id: str
@@ -52,9 +56,13 @@ class SampleRecord:
     judge_failed: bool = False
     failure: str | None = None
     output_text: str | None = None
+    provisional: bool = False
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.provisional:  # records of runs without one stay as they were
+            del data["provisional"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "SampleRecord":

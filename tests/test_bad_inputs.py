@@ -89,6 +89,16 @@ def misspelt_judge_role(root):
     return args, "did you mean 'judge'"
 
 
+@pytest.mark.parametrize("value", ['"3"', "-1", "2.5"])
+def test_a_shapes_geneval_spec_with_a_bad_per_tag_is_refused(tmp_path, capsys, value):
+    args = eval_args(tmp_path, f"benchmark: {{name: geneval, params: {{prompts: shapes, per_tag: {value}}}}}\n"
+                               "model: shapes-renderer\njudges: {detector: shapes, color_classifier: shapes}\n")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error: benchmark 'geneval': ") and "per_tag" in err and "\n" not in err
+    assert not (tmp_path / "run" / "spec.yaml").exists()
+
+
 # -- data that becomes paths, and files that are not what they claim ------------------------------------
 
 @case

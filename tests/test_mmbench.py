@@ -27,7 +27,7 @@ from harness.errors import InputError
 from harness.judges.base import ChatReply
 from harness.models.base import ModelAdapter, Request
 from harness.registry import register
-from harness.runner import evaluate
+from harness.runner import evaluate, load_records
 from harness.schema import SampleRecord
 from harness.spec import ComponentSpec, RunSpec
 
@@ -395,3 +395,35 @@ def test_end_to_end_run_with_the_choice_extractor(tmp_path) -> None:
     # our prediction file rescored: exact matching cannot read the riddle, the judge can
     assert rescore_predictions(run / "mmbench_predictions.tsv")["overall"] == 1 / 3
     assert rescore_predictions(run / "mmbench_predictions.tsv", judge=SkyJudge())["overall"] == 2 / 3
+
+
+@register("chat", "mmbench-test-flaky-sky-judge")
+class FlakySkyJudge(SkyJudge):
+    """``SkyJudge``, but garbled (no letter in any reply) while ``garbled`` is set."""
+
+    garbled = True
+    asked = 0
+
+    def ask(self, prompts):
+        FlakySkyJudge.asked += len(prompts)
+        replies = super().ask(prompts)
+        return [ChatReply("?!#") for _ in replies] if FlakySkyJudge.garbled else replies
+
+
+def test_a_fallback_after_garbled_replies_is_scored_but_asked_again_next_run(tmp_path) -> None:
+    """Issue 16 item 6: the seeded fallback is the official outcome of three unreadable replies, so
+    it is scored; it is never kept as a verdict (nor are the unreadable replies), so the next run
+    asks the extractor again."""
+    data = write_tsv(tmp_path / "MMBench_DEV_EN.tsv", with_copies(base_questions()))
+    spec = RunSpec(benchmark=ComponentSpec("mmbench", {"data": str(data)}),
+                   model=ComponentSpec("mmbench-test-colour-reader"),
+                   judges={"choice_extractor": ComponentSpec("mmbench-test-flaky-sky-judge")})
+    FlakySkyJudge.garbled, FlakySkyJudge.asked = True, 0
+    first = evaluate(spec, tmp_path / "run", show_progress=False).summary
+    assert first.counts["random_fallbacks"] == 3 and FlakySkyJudge.asked == 3 * 3  # 3 passes, 3 asks each
+    records = {r.sample_id: r for r in load_records(tmp_path / "run")}
+    assert sum(r.provisional for r in records.values()) == 3
+    FlakySkyJudge.garbled, FlakySkyJudge.asked = False, 0
+    second = evaluate(spec, tmp_path / "run", show_progress=False)
+    assert second.judged == 3 and FlakySkyJudge.asked == 3  # only the stand-ins, once each
+    assert second.summary.counts["random_fallbacks"] == 0 and second.summary.scores["overall"] == 2 / 3

@@ -5,7 +5,6 @@ that cannot be read is a fault (retried) and never a verdict.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,6 @@ import pytest
 from benchmarks.imgedit.data import load_edits
 from harness.cache import KeyedLog
 from harness.cli import main
-from harness.dataset_formats import read_sharegpt4o
 from harness.errors import InputError
 from harness.runner import evaluate, load_records
 from harness.spec import RunSpec
@@ -48,13 +46,15 @@ def test_a_name_from_the_edit_list_that_leaves_the_folder_is_refused_before_anyt
     assert not Path("/tmp/escaped.png").exists()
 
 
-def test_dataset_rows_cannot_name_images_outside_their_folder(tmp_path):
+def test_dataset_rows_cannot_name_images_outside_their_dataset_folder(tmp_path):
+    from harness.clients.call_cache import BlobStore
+    from harness.synth import _write_dataset
+
+    rows = [{"id": "r0", "prompt": "p", "image": "images/../../escaped.png"}]
     (tmp_path / "data").mkdir()
-    (tmp_path / "secret.png").write_bytes(b"not for the trainer")
-    path = tmp_path / "data" / "sharegpt4o.json"
-    path.write_text(json.dumps([{"id": "r0", "input_prompt": "p", "output_image": "../secret.png"}]))
-    with pytest.raises(InputError, match=r"sharegpt4o\.json: record 0: .*'\.\./secret\.png' cannot be used"):
-        read_sharegpt4o(path)
+    with pytest.raises(InputError, match=r"image named by a row 'images/\.\./\.\./escaped\.png' cannot be used"):
+        _write_dataset(tmp_path / "data", rows, BlobStore(tmp_path / "blobs"), [])
+    assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "data" / "rows.jsonl").exists()
 
 
 # -- 2. one writer per folder ---------------------------------------------------------------------------

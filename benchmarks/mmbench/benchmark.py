@@ -195,7 +195,8 @@ class MMBench(Benchmark):
                 seed=request.seed, output_path="", output_hash=hash_bytes(answer.encode("utf-8")),
                 score=None if correct is None else float(correct), correct=correct,
                 rationale=_rationale(choice.letter, choice.method, row.answer), verdict=verdict,
-                judge_failed=choice.judge_failed, failure=choice.failure, output_text=answer))
+                judge_failed=choice.judge_failed, failure=choice.failure, output_text=answer,
+                provisional=choice.method == "fallback"))
         return records
 
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:

@@ -85,8 +85,9 @@ def extract_choices(items: Sequence[ChoiceItem], get_judge: Callable[[], ChatJud
         else:
             choices.append(Choice(None, ""))
             pending.append(position)
-    prompts = {p: ChatPrompt(judge_prompt(items[p].question, items[p].options, items[p].prediction))
-               for p in pending}
+    prompts = {p: ChatPrompt(judge_prompt(items[p].question, items[p].options, items[p].prediction),
+                             accept=lambda text, options=items[p].options: can_infer(text, options, rules) is not None)
+               for p in pending}  # a reply with no readable letter is never kept: asked again next time
     judge = get_judge() if pending else None
     for attempt in range(1, MAX_JUDGE_ATTEMPTS + 1):
         if not pending:
