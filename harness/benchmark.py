@@ -84,8 +84,14 @@ class Benchmark:
 
     @property
     def protocol(self) -> dict[str, Any]:
-        """Benchmark parameters that change a number (data hashes, outputs per item, options)."""
-        raise NotImplementedError
+        """Benchmark parameters that change a number (data hashes, outputs per item, options).
+        By default ``self._protocol``: a benchmark that reads data builds its card once, in
+        ``__init__``; one with nothing to read may override this property instead."""
+        try:
+            return self._protocol
+        except AttributeError:
+            raise NotImplementedError(f"{type(self).__name__} sets no _protocol and does not override "
+                                      "protocol") from None
 
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
         """Every sample to generate, each with its own seed; ``limit`` keeps the first N items."""

@@ -45,10 +45,12 @@ def test_a_limited_run_is_never_the_official_setup():
     assert official_departures({**full, "limit": 5}) == ["limit 5: only the first items were evaluated"]
 
 
-def test_dpg_is_never_official_here_because_mplug_cannot_run():
+def test_dpg_is_official_only_when_judged_by_the_mplug_port():
     protocol = {"prompt_set": "official", "tiles_per_prompt": 4, "mode": "official",
                 "judges": {"vqa": {"name": "hf-vqa"}}}
     assert len(_departures("dpg", protocol)) == 1 and "mPLUG" in _departures("dpg", protocol)[0]
+    protocol["judges"]["vqa"]["name"] = "mplug"
+    assert _departures("dpg", protocol) == []
 
 
 def test_an_imgedit_number_is_comparable_only_with_runs_judged_by_the_same_family():

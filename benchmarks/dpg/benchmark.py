@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 from benchmarks.dpg import results_io
 from benchmarks.dpg.data import DPGItem, load_prompts, load_question_graph
+from benchmarks.dpg.judges import OFFICIAL_VQA_JUDGE
 from benchmarks.dpg.rules import MODES, ImageOutcome, TileOutcome, aggregate, score_image, score_tile
 from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
@@ -107,10 +108,6 @@ class DPGBench(Benchmark):
                            "overall = 100 x mean of images; L1/L2 = 100 x mean of pooled questions",
         }
 
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self._protocol
-
     @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
         reasons = []
@@ -120,9 +117,10 @@ class DPGBench(Benchmark):
             reasons.append(f"{protocol.get('tiles_per_prompt')} tiles per prompt, not 4")
         if protocol.get("mode") != "official":
             reasons.append(f"scoring mode {protocol.get('mode')!r} corrects the official quirks")
-        vqa = protocol.get("judges", {}).get("vqa", {}).get("name")
-        reasons.append(f"VQA judge {vqa!r} is not mPLUG-large (the official modelscope judge, which "
-                       "this harness cannot run)")
+        vqa = (protocol.get("judges") or {}).get("vqa", {}).get("name")
+        if vqa != OFFICIAL_VQA_JUDGE:
+            reasons.append(f"VQA judge {vqa!r} is not mPLUG-large (the official modelscope judge; the "
+                           f"{OFFICIAL_VQA_JUDGE!r} judge runs it from the official weights)")
         return reasons
 
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:

@@ -108,10 +108,6 @@ class ImgEdit(Benchmark):
             "scale": "1-5",
         }
 
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self._protocol
-
     @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
         reasons = []

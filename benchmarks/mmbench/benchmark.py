@@ -133,10 +133,6 @@ class MMBench(Benchmark):
             "scale": "0-1",
         }
 
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self._protocol
-
     @classmethod
     def departures_from_official(cls, protocol: dict[str, Any]) -> list[str]:
         reasons = []

@@ -112,10 +112,6 @@ class MME(Benchmark):
             "aggregation": "score = acc*100 + acc_plus*100 per subtask; perception, cognition = group sums",
         }
 
-    @property
-    def protocol(self) -> dict[str, Any]:
-        return self._protocol
-
     @classmethod
     def score_groups(cls) -> dict[str, frozenset[str]]:
         return {"perception": frozenset(PERCEPTION), "cognition": frozenset(COGNITION)}

@@ -1,7 +1,8 @@
 """VQA judges (plugin kind ``"vqa"``): free-form answers to questions about images.
 
 DPG-Bench's official judge is mPLUG-large (modelscope ``damo/mplug_visual-question-answering_coco_large_en``),
-which transformers cannot load. These plugins put other models in that role; their answers differ,
+which transformers cannot load; the DPG package has our own port of it (``mplug``,
+``benchmarks/dpg/judges``). These plugins put other models in that role; their answers differ,
 so **DPG numbers from them are not comparable with published tables** (the protocol card names the
 judge). Both return the answers raw (the benchmark applies its rule: exactly ``"yes"``) unless
 ``normalize`` is set: then each answer is stripped, lower-cased and loses trailing ``.``/``!``,
