@@ -3,8 +3,10 @@
 The runner wraps every chat judge (anything with ``ask``) in a :class:`RecordedChatJudge`. Each
 reply is appended to ``CACHE/replies-<role>.rank<R>.jsonl`` the moment the call returns, keyed by
 the judge's identity (as in the judgement key) and the prompt's content (text, system text,
-image pixels, image order). A resumed run asks the same prompts and gets the kept replies back
-without a call; the per-sample verdicts it then computes are the same.
+image pixels, image order, and the ``response_format`` when there is one: a prompt without one
+has the key it had before that field existed, so older logs still answer). A resumed run asks
+the same prompts and gets the kept replies back without a call; the per-sample verdicts it then
+computes are the same.
 
 Only replies that count are kept: one with an error, with empty text, or that the prompt's own
 ``accept`` check refuses (a benchmark's official parser finding nothing in it) is returned to
@@ -13,6 +15,7 @@ the benchmark but never kept, so the next attempt, or the next run, asks again.
 from __future__ import annotations
 
 import inspect
+import json
 import threading
 from typing import Any, Sequence
 
@@ -23,8 +26,12 @@ from harness.judges.base import ChatPrompt, ChatReply
 
 def reply_key(identity: Any, prompt: ChatPrompt) -> str:
     images = [hash_bytes(f"{image.mode}{image.size}".encode() + image.tobytes()) for image in prompt.images]
-    return hash_value({"judge": identity, "text": prompt.text, "system": prompt.system, "images": images,
-                       "images_after_text": prompt.images_after_text}, length=32)
+    content = {"judge": identity, "text": prompt.text, "system": prompt.system, "images": images,
+               "images_after_text": prompt.images_after_text}
+    response_format = getattr(prompt, "response_format", None)
+    if response_format is not None:  # as sent: key order counts
+        content["response_format"] = json.dumps(response_format, ensure_ascii=False)
+    return hash_value(content, length=32)
 
 
 def acceptable(prompt: ChatPrompt, reply: ChatReply) -> bool:

@@ -122,6 +122,17 @@ def build(kind: str, name: str, **params: Any) -> Any:
         raise InputError(f"{kind} {name!r}: {exc}") from None
 
 
+def effective_params(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters plugin ``name`` is built with: its declared defaults, updated by ``params``
+    (for a plugin that is not registered, ``params`` alone). What a run really sent a judge."""
+    try:
+        signature = inspect.signature(get(kind, name))
+    except UnknownPluginError:
+        return dict(params)
+    defaults = {key: p.default for key, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
 _SIMPLE = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import http.client
 import io
+import json
 import math
 import ssl
 import time
@@ -19,6 +20,8 @@ from harness.clients.messages import UndatedModelError
 from harness.judges.chat import OpenAIChatJudge
 from harness.models.base import InputImage, Request
 from harness.models.openai_chat import OpenAIChatModel
+from harness.hashing import hash_bytes, hash_value
+from harness.judge_replies import reply_key
 from harness.testing.fake_openai import Fault, FakeOpenAIServer
 
 SECRET = "sk-test-7f3a9c1e5b"
@@ -254,6 +257,72 @@ def test_judge_refuses_aliases_unless_allowed_and_records_the_served_snapshot():
     first, = [r.body for r in server.requests if r.body["messages"][0]["role"] == "system"]
     assert first["messages"][0]["content"] == "Judge."
     assert [part["type"] for part in first["messages"][1]["content"]] == ["image_url", "text"]
+
+
+SCHEMA = {"type": "json_schema", "json_schema": {"schema": {
+    "properties": {"score": {"enum": ["0", "1"], "title": "Score", "type": "string"}}, "required": ["score"],
+    "title": "Verdict", "type": "object", "additionalProperties": False}, "name": "Verdict", "strict": True}}
+
+
+def test_chat_many_sends_per_call_params_over_the_shared_ones():
+    with FakeOpenAIServer() as server:
+        client = make_client(server)
+        results = client.chat_many([[user_message(f"q{i}")] for i in range(3)], temperature=0.5, max_tokens=9,
+                                   per_call=[{"response_format": SCHEMA}, None, {"temperature": 1.0, "seed": None}])
+        with pytest.raises(ValueError, match="2 entries for 3"):
+            client.chat_many([[user_message("x")]] * 3, per_call=[None, None])
+        with pytest.raises(ValueError, match="model or messages"):
+            client.chat_many([[user_message("x")]], per_call=[{"model": "other"}])
+    assert [r.text for r in results] == ["echo: q0", "echo: q1", "echo: q2"]
+    bodies = {r.body["messages"][0]["content"]: r.body for r in server.requests}
+    assert bodies["q0"]["response_format"] == SCHEMA and bodies["q0"]["temperature"] == 0.5
+    assert {k: v for k, v in bodies["q1"].items() if k != "messages"} == {
+        "model": DATED, "temperature": 0.5, "max_tokens": 9}  # as without per_call
+    assert bodies["q2"]["temperature"] == 1.0 and "seed" not in bodies["q2"] and "response_format" not in bodies["q2"]
+
+
+def test_judge_sends_each_prompts_response_format_as_given_and_no_empty_text_part():
+    image = Image.new("RGB", (2, 2))
+    reordered = {"json_schema": SCHEMA["json_schema"], "type": "json_schema"}
+    with FakeOpenAIServer(lambda body: json.dumps({"score": "1"})) as server:
+        judge = OpenAIChatJudge(server.base_url, DATED, api_key_env=ENV)
+        replies = judge.ask([ChatPrompt("a", (image,), system="s1", response_format=SCHEMA),
+                             ChatPrompt("", (image,), system="s2", response_format=reordered),
+                             ChatPrompt("c", system="s3")])
+        assert [reply.text for reply in replies] == ['{"score": "1"}'] * 3
+        assert judge.judge_id == f"openai-compatible:{DATED}(temperature=0.0,max_tokens=1024)"  # not the judge's
+    bodies = {r.body["messages"][0]["content"]: r.body for r in server.requests}
+    assert json.dumps(bodies["s1"]["response_format"]) == json.dumps(SCHEMA)
+    assert json.dumps(bodies["s2"]["response_format"]) == json.dumps(reordered)  # key order kept
+    assert "response_format" not in bodies["s3"]
+    assert [part["type"] for part in bodies["s2"]["messages"][1]["content"]] == ["image_url"]
+    assert [part["type"] for part in bodies["s1"]["messages"][1]["content"]] == ["image_url", "text"]
+    assert user_message("") == {"role": "user", "content": ""}  # without images: still a (empty) string
+
+
+def test_the_fake_server_refuses_a_malformed_response_format_as_the_api_does():
+    loose = json.loads(json.dumps(SCHEMA))
+    del loose["json_schema"]["schema"]["additionalProperties"]
+    with FakeOpenAIServer() as server:
+        judge = OpenAIChatJudge(server.base_url, DATED, api_key_env=ENV, max_retries=3)
+        reply, = judge.ask([ChatPrompt("hi", response_format=loose)])
+    assert reply.text is None and "HTTP 400" in reply.error and "additionalProperties" in reply.error
+    assert len(server.requests) == 1  # a 400 is not retried
+
+
+def test_reply_log_key_is_unchanged_without_a_response_format():
+    image = Image.new("RGB", (3, 2), (1, 2, 3))
+    prompt = ChatPrompt("text", (image,), system="sys", images_after_text=True)
+    before = hash_value({"judge": {"id": 1}, "text": "text", "system": "sys",  # the key before the field existed
+                         "images": [hash_bytes(b"RGB(3, 2)" + image.tobytes())], "images_after_text": True},
+                        length=32)
+    assert reply_key({"id": 1}, prompt) == before
+    keyed = reply_key({"id": 1}, ChatPrompt("text", (image,), system="sys", images_after_text=True,
+                                            response_format=SCHEMA))
+    reordered = {"json_schema": SCHEMA["json_schema"], "type": "json_schema"}
+    assert len({before, keyed, reply_key({"id": 1}, ChatPrompt("text", (image,), system="sys",
+                                                                images_after_text=True,
+                                                                response_format=reordered))}) == 3
 
 
 def test_judge_failure_comes_back_as_a_reply_with_error():

@@ -49,8 +49,9 @@ def user_message(text: str, images: Sequence[Image.Image] = (), *, images_first:
                  detail: str | None = None) -> dict:
     """A user turn: the images (as data URLs) then the text, or the text first if asked.
 
-    Without images the content is a plain string, which every compatible server accepts.
-    ``detail`` ("low", "high", "auto") is sent only when given.
+    Without images the content is a plain string, which every compatible server accepts. With
+    images, an empty ``text`` adds no text part (the images alone, as Complex-Edit's quality call
+    sends them). ``detail`` ("low", "high", "auto") is sent only when given.
     """
     if not images:
         return {"role": "user", "content": text}
@@ -60,8 +61,8 @@ def user_message(text: str, images: Sequence[Image.Image] = (), *, images_first:
         if detail is not None:
             image_url["detail"] = detail
         parts.append({"type": "image_url", "image_url": image_url})
-    text_part = {"type": "text", "text": text}
-    return {"role": "user", "content": parts + [text_part] if images_first else [text_part] + parts}
+    text_part = [{"type": "text", "text": text}] if text != "" else []
+    return {"role": "user", "content": parts + text_part if images_first else text_part + parts}
 
 
 def chat_messages(text: str, images: Sequence[Image.Image] = (), system: str | None = None, *,

@@ -233,15 +233,26 @@ class OpenAICompatClient:
         return self._chat(messages, self._api_key(), params)
 
     def chat_many(self, conversations: Sequence[list[dict]],
-                  on_result: Callable[[int, ChatResult], None] | None = None, **params: Any) -> list[ChatResult]:
+                  on_result: Callable[[int, ChatResult], None] | None = None, *,
+                  per_call: Sequence[Mapping[str, Any] | None] | None = None, **params: Any) -> list[ChatResult]:
         """``chat`` for each conversation, ``max_concurrency`` at a time; results in input order.
-        ``on_result(position, result)`` is called (on the worker thread) as each call finishes."""
+        ``on_result(position, result)`` is called (on the worker thread) as each call finishes.
+
+        ``params`` go with every call. ``per_call``, if given, holds one mapping (or None) per
+        conversation whose fields are added to that call's body, over ``params`` of the same name
+        (``{"response_format": {...}}``); a None value there adds nothing (``params``' value, if
+        any, is sent)."""
+        if per_call is not None and len(per_call) != len(conversations):
+            raise ValueError(f"per_call has {len(per_call)} entries for {len(conversations)} conversations")
+        if per_call is not None and any({"model", "messages"} & set(extra or ()) for extra in per_call):
+            raise ValueError("per_call cannot change a call's model or messages")
         if not conversations:
             return []
         key = self._api_key()  # a configuration error stops the batch before any call
 
         def call(position: int) -> ChatResult:
-            result = self._chat(conversations[position], key, params)
+            extra = _present(per_call[position] or {}) if per_call is not None else {}
+            result = self._chat(conversations[position], key, {**params, **extra} if extra else params)
             if on_result is not None:
                 on_result(position, result)
             return result

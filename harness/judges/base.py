@@ -12,7 +12,7 @@ benchmark can record that one sample as a judge failure and go on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -71,7 +71,12 @@ class ColorClassifier(Protocol):
 @dataclass(frozen=True)
 class ChatPrompt:
     """One judge call: the user text and the images to show with it (before the text, unless
-    ``images_after_text``: ImgEdit's official judge call puts the text first).
+    ``images_after_text``: ImgEdit's official judge call puts the text first). An empty ``text``
+    with images sends the images alone (no empty text part).
+
+    ``response_format``, if given, is the exact JSON object an OpenAI-compatible judge sends as the
+    request's ``response_format`` field (structured outputs: ``{"type": "json_schema", ...}``); it
+    is part of the prompt's identity. Judges that cannot send it ignore it.
 
     ``accept``, if given, says whether a reply's text is one the benchmark can use (its official
     parser finds a verdict in it). A reply it refuses is a judge fault, not a verdict: the runner
@@ -83,6 +88,7 @@ class ChatPrompt:
     system: str | None = None
     images_after_text: bool = False
     accept: Callable[[str], bool] | None = field(default=None, compare=False, repr=False)
+    response_format: Mapping[str, Any] | None = field(default=None, repr=False)
 
 
 @dataclass

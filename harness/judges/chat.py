@@ -38,7 +38,9 @@ class OpenAIChatJudge:
     address.
 
     Images go before the text, as ``ChatPrompt`` specifies; a prompt object with a true
-    ``images_after_text`` attribute gets the text first (ImgEdit's official order).
+    ``images_after_text`` attribute gets the text first (ImgEdit's official order). An empty text
+    with images sends no text part. A prompt's ``response_format`` (structured outputs) is sent as
+    the request's ``response_format`` field, as given; a prompt without one sends none.
     """
 
     #: building makes no call: the runner builds it before generating, so an undated model or a
@@ -79,8 +81,11 @@ class OpenAIChatJudge:
                                        images_first=not getattr(prompt, "images_after_text", False),
                                        detail=self.image_detail)
                          for prompt in prompts]
+        formats = [getattr(prompt, "response_format", None) for prompt in prompts]
+        per_call = [{"response_format": fmt} for fmt in formats] if any(fmt is not None for fmt in formats) else None
         arrived = None if on_reply is None else (lambda position, result: on_reply(position, _reply(result)))
-        return [_reply(result) for result in self.client.chat_many(conversations, on_result=arrived, **self.decoding)]
+        results = self.client.chat_many(conversations, on_result=arrived, per_call=per_call, **self.decoding)
+        return [_reply(result) for result in results]
 
 
 def _reply(result: Any) -> ChatReply:

@@ -16,6 +16,10 @@ it: it gets the JSON body or the form (text fields as str, files as bytes) and r
 a ``Fault``. The parts of every multipart request are logged in ``ReceivedRequest.parts``. Queued
 faults apply to the image endpoints too ("missing_choices" is then a 200 reply without ``data``).
 
+A chat request's ``response_format`` is checked as the API checks structured outputs
+(:func:`response_format_error`: a malformed one gets a 400); :func:`schema_instance` builds a reply
+that fits a ``json_schema`` (a responder can answer with it).
+
 Chat replies carry a dated ``model`` (the requested name plus ``-2024-01-01`` unless it is dated
 already, or ``served_model``) and ``usage`` with deterministic counts: prompt tokens are the
 whitespace-separated words of every text in the messages, completion tokens the words of the reply.
@@ -29,6 +33,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -129,6 +134,65 @@ def message_texts(body: Any) -> list[str]:
         elif isinstance(content, list):
             texts.extend(part.get("text", "") for part in content if part.get("type") == "text")
     return texts
+
+
+_SCHEMA_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def response_format_error(value: Any) -> str | None:
+    """Why the API would refuse a chat request's ``response_format``, or None: ``text``,
+    ``json_object``, or ``json_schema`` with a ``name`` (letters, digits, ``_``, ``-``; at most
+    64) and a ``schema`` object; with ``strict``, every object in the schema lists all its
+    properties in ``required`` and sets ``additionalProperties`` to false."""
+    if not isinstance(value, dict) or value.get("type") not in ("text", "json_object", "json_schema"):
+        return "response_format must be an object whose type is text, json_object or json_schema"
+    if value["type"] != "json_schema":
+        return None
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        return "response_format.json_schema.schema must be an object"
+    if not isinstance(spec.get("name"), str) or not _SCHEMA_NAME.fullmatch(spec["name"]):
+        return "response_format.json_schema.name must be 1-64 letters, digits, '_' or '-'"
+    if spec.get("strict"):
+        return _strict_error(spec["schema"], "schema")
+    return None
+
+
+def _strict_error(schema: Any, path: str) -> str | None:
+    if isinstance(schema, list):
+        return next((found for i, item in enumerate(schema) if (found := _strict_error(item, f"{path}[{i}]"))), None)
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("type") == "object" or "properties" in schema:
+        if schema.get("additionalProperties") is not False:
+            return f"strict schema: {path} must set additionalProperties to false"
+        if sorted(schema.get("required") or []) != sorted(schema.get("properties") or {}):
+            return f"strict schema: {path}.required must list every property"
+    for key, child in schema.items():
+        if key in ("properties", "$defs", "definitions") and isinstance(child, dict):
+            found = next((found for name, item in child.items()
+                          if (found := _strict_error(item, f"{path}.{key}.{name}"))), None)
+        else:
+            found = _strict_error(child, f"{path}.{key}")
+        if found:
+            return found
+    return None
+
+
+def schema_instance(schema: dict, choose: Callable[[list], Any] = lambda options: options[0]) -> Any:
+    """A value that fits a JSON schema of the kind structured outputs use (objects with
+    ``properties``, ``enum``, ``const``, string, number, integer, boolean, array); ``choose``
+    picks among an ``enum``'s values. Object keys come in the schema's order."""
+    if "enum" in schema:
+        return choose(list(schema["enum"]))
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        return {name: schema_instance(child, choose) for name, child in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [schema_instance(schema.get("items") or {}, choose)]
+    return {"string": "fake", "number": 0.5, "integer": 1, "boolean": True}.get(kind)
 
 
 def echo_last_text(body: Any) -> str:
@@ -311,6 +375,10 @@ class FakeOpenAIServer:
         if self.api_key is not None and authorization != f"Bearer {self.api_key}":
             presented = (authorization or "").removeprefix("Bearer ")
             return _send_error(handler, 401, f"Incorrect API key provided: {presented or '(none)'}.")
+        if "response_format" in body:
+            refused = response_format_error(body["response_format"])
+            if refused:
+                return _send_error(handler, 400, f"Invalid 'response_format': {refused}.")
         reply = self.responder(body)
         if isinstance(reply, Fault):
             fault, reply = fault or reply, ""
