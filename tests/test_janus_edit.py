@@ -168,7 +168,9 @@ def test_batching_does_not_change_images(adapter):
 
 
 def test_second_scale_changes_the_output(tiny_dir, adapter):
-    requests = _requests([41, 42, 43])
+    # Eight requests: on this tiny model a change of s2 moves about one image in two (either sampler),
+    # so three requests could all stay the same by chance (they do with the engine's sampler).
+    requests = _requests(list(range(41, 49)))
     default = _pixels(adapter.edit_images(requests))
     only_full = JanusAdapter(tiny_dir, batch_size=3, cfg_weight2=0.0)
     assert only_full.protocol_for("edit")["cfg_weight2"] == 0.0

@@ -30,18 +30,20 @@ section 3): BOS, the processor's default system prompt, then
 ``"<|User|>: <image_placeholder>\\n{prompt}\\n\\n<|Assistant|>:"`` rendered with the checkpoint's chat
 template, the placeholder expanded to BOI + N image tokens + EOI; prompts left padded, greedy
 decoding with pad = EOS, decoded with ``skip_special_tokens=True`` and not stripped (the reference
-does not strip either). Greedy decoding needs no seed. Answers do not depend on the batch on CPU;
-on GPU the same last-bit caveat applies.
+does not strip either). Greedy decoding needs no seed. With the engine the decoding runs on its static
+cache; the answers are token-identical to ``generate`` on CPU in float32 (tested). Answers do not
+depend on the batch on CPU; on GPU the same last-bit caveat applies.
 
 Editing (``edit_images``, Janus-4o checkpoints) is the reference's three-stream loop with two guidance
 scales, ``cfg_weight`` (s1) and ``cfg_weight2`` (s2); prompt rows, embeddings, the VQ code search and
-the loop live in ``janus_edit.py`` (docs/JANUS.md section 5). It uses the same seeding, batching
-and decoding as text-to-image. Any Janus checkpoint runs it, but only Janus-4o was trained for it.
+the reference loop live in ``janus_edit.py`` (docs/JANUS.md section 5). It uses the same sampler,
+batching and decoding as text-to-image. Any Janus checkpoint runs it, but only Janus-4o was trained for it.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -49,13 +51,25 @@ import torch
 from PIL import Image
 
 from harness.errors import HarnessError
-from harness.models import janus_edit
+from harness.models import janus_edit, janus_sampler
 from harness.models.base import ModelAdapter, Request
+from harness.models.janus_engine import ENGINE_VERSION, JanusEngine, PromptRows, Timings, distinct_rows
 from harness.models.janus_loading import (  # noqa: F401 - JanusLoadError is re-exported
     JanusLoadError, _pick_device_dtype, checkpoint_digest, resolve_checkpoint)
 from harness.registry import register
 
-ADAPTER_VERSION = "janus-adapter/1"
+#: 2: the engine became the default sampler (images of version 1 came from the reference sampler)
+ADAPTER_VERSION = "janus-adapter/2"
+SAMPLERS = ("engine", "reference")
+#: images per VQ decoder call in the engine on CUDA (the last call padded to this size)
+DECODE_CHUNK_CUDA = 16
+#: on CPU, a chunk holds about this many values of the decoder's widest activation (image size squared x
+#: base channels): on the CPU of docs/PERFORMANCE.md, 4 images at a time decode fastest for the 64 px
+#: tiny model, one at a time for the real VQ decoder (128 channels at full resolution)
+DECODE_VALUES_CPU = 2**19
+#: ``batch_size: auto`` on CPU (larger batches gain little once the steps are compute-bound)
+AUTO_BATCH_CPU = 16
+REFERENCE_SAMPLING = "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)"
 ANSWER_VERSION = "janus-answer/1"
 #: user turn + empty assistant turn, deepseek template, empty system prompt (Janus-Pro role names)
 PROMPT_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
@@ -80,37 +94,75 @@ class JanusAdapter(ModelAdapter):
 
     ``temperature=0`` is a testing hook: argmax instead of sampling (greedy decoding), used to check
     the guidance arithmetic against ``model.generate``. It is not part of any published protocol.
+    ``sampler``: ``engine`` (default) or ``reference`` (the earlier loop; see the module docstring).
+    ``batch_size``: requests per model batch, or ``auto`` (from free GPU memory on CUDA,
+    ``AUTO_BATCH_CPU`` on CPU).
     """
 
     capabilities = frozenset({"text_to_image", "edit", "answer"})
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", dtype: str | torch.dtype = "auto",
-                 cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int = 8,
+                 cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int | str = 8,
                  revision: str | None = None, verbose: bool = False, max_new_tokens: int = 512,
-                 system_prompt: bool = True, cfg_weight2: float = 5.0) -> None:
+                 system_prompt: bool = True, cfg_weight2: float = 5.0, sampler: str = "engine") -> None:
         from transformers import JanusForConditionalGeneration, JanusProcessor
 
+        self._check_settings(cfg_weight, cfg_weight2, temperature, batch_size, max_new_tokens, sampler)
+        device_, dtype_ = _pick_device_dtype(device, dtype)
+        folder = resolve_checkpoint(path, revision)
+        model = JanusForConditionalGeneration.from_pretrained(folder, dtype=dtype_)
+        processor = JanusProcessor.from_pretrained(folder)
+        self._setup(model, processor, folder, device_, dtype_, cfg_weight, temperature, batch_size, verbose,
+                    max_new_tokens, system_prompt, cfg_weight2, sampler)
+
+    @classmethod
+    def from_loaded(cls, model: Any, processor: Any, device: str = "auto", dtype: str | torch.dtype = "auto",
+                    cfg_weight: float = 5.0, temperature: float = 1.0, batch_size: int | str = 8,
+                    verbose: bool = False, max_new_tokens: int = 512, system_prompt: bool = True,
+                    cfg_weight2: float = 5.0, sampler: str = "engine") -> "JanusAdapter":
+        """An adapter around a model and processor already in memory (benchmarks of random models).
+
+        It has no checkpoint folder, so no ``model_digest``: it cannot be used by the runner."""
+        adapter = cls.__new__(cls)
+        adapter._check_settings(cfg_weight, cfg_weight2, temperature, batch_size, max_new_tokens, sampler)
+        device_, dtype_ = _pick_device_dtype(device, dtype)
+        adapter._setup(model.to(dtype_), processor, None, device_, dtype_, cfg_weight, temperature, batch_size,
+                       verbose, max_new_tokens, system_prompt, cfg_weight2, sampler)
+        return adapter
+
+    @staticmethod
+    def _check_settings(cfg_weight, cfg_weight2, temperature, batch_size, max_new_tokens, sampler) -> None:
         if cfg_weight < 1:
             raise ValueError(f"cfg_weight must be >= 1 (1 = no guidance), got {cfg_weight}")
         if cfg_weight2 < 0:
             raise ValueError(f"cfg_weight2 must be >= 0 (0 = the VQ-conditioned stream alone), got {cfg_weight2}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0 (0 = greedy, testing only), got {temperature}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size != "auto" and (isinstance(batch_size, (bool, str)) or int(batch_size) < 1):
+            raise ValueError(f"batch_size must be >= 1 or 'auto', got {batch_size!r}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+
+    def _setup(self, model, processor, folder, device, dtype, cfg_weight, temperature, batch_size, verbose,
+               max_new_tokens, system_prompt, cfg_weight2, sampler) -> None:
         self.max_new_tokens = int(max_new_tokens)
         self.cfg_weight = float(cfg_weight)
         self.cfg_weight2 = float(cfg_weight2)
         self.temperature = float(temperature)
-        self.batch_size = int(batch_size)
+        self.sampler = sampler
         self.verbose = verbose
-        self.device, self.dtype = _pick_device_dtype(device, dtype)
-        self.folder = resolve_checkpoint(path, revision)
-        self.model = JanusForConditionalGeneration.from_pretrained(self.folder, dtype=self.dtype)
+        self.device, self.dtype = device, dtype
+        self.folder = folder
+        self.model = model
         self.model.to(self.device).eval()
-        self.processor = JanusProcessor.from_pretrained(self.folder)
+        self.processor = processor
+        self._engine: JanusEngine | None = None
+        self._decoder: Any = None
+        #: set ``profile`` to get ``timings`` (prefill and step seconds) of the last batch (perf scripts)
+        self.profile = False
+        self.timings = Timings()
 
         tokenizer = self.processor.tokenizer
         tokenizer.padding_side = "left"  # the sampling loop relies on prompts ending at the last column
@@ -127,6 +179,40 @@ class JanusAdapter(ModelAdapter):
             bos=self.bos_id, pad=self.pad_id, boi=self.boi_id,
             eoi=self._token_id(tokenizer.eoi_token, "end-of-image"),
             image=self._token_id(tokenizer.image_token, "image placeholder"))
+        self.batch_size = self._auto_batch_size() if batch_size == "auto" else int(batch_size)
+
+    def _auto_batch_size(self) -> int:
+        """Requests per batch that fit: on CUDA from the free memory and one request's cache (three rows
+        of prompt + image tokens, the editing case) plus its per-step activations; on CPU a fixed size."""
+        if self.device.type != "cuda":
+            return AUTO_BATCH_CPU
+        text = self.model.config.text_config
+        heads = int(text.num_attention_heads)
+        head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // heads)
+        kv_heads = int(getattr(text, "num_key_value_heads", None) or heads)
+        element = torch.finfo(self.dtype).bits // 8
+        columns = 3 * self.image_tokens + 256
+        cache = 2 * int(text.num_hidden_layers) * kv_heads * head_dim * columns * element
+        vocab = int(self.model.model.generation_head.vision_head.out_features)
+        activations = 4 * max(int(text.intermediate_size), vocab) * 4 + vocab * 8 * 4
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return max(1, min(256, int(0.6 * free // (3 * (cache + activations)))))
+
+    @property
+    def decode_chunk(self) -> int:
+        """Images per VQ decoder call with the engine: fixed for a model and device type, so pixels never
+        depend on how many images a batch has."""
+        if self.device.type == "cuda":
+            return DECODE_CHUNK_CUDA
+        values = self.image_size ** 2 * int(self.model.config.vq_config.base_channels)
+        return max(1, min(8, DECODE_VALUES_CPU // values))
+
+    @property
+    def engine(self) -> JanusEngine:
+        if self._engine is None:
+            self._engine = JanusEngine(self.model)
+        self._engine.profile = self.profile
+        return self._engine
 
     def _token_id(self, token: str | None, what: str) -> int:
         """Look a special token up in the tokenizer; a missing pad token once broke Janus CFG."""
@@ -137,6 +223,8 @@ class JanusAdapter(ModelAdapter):
 
     @property
     def model_digest(self) -> str:
+        if self.folder is None:
+            raise HarnessError("this adapter was built around a model in memory; it has no checkpoint digest")
         return checkpoint_digest(self.folder)
 
     @property
@@ -156,16 +244,23 @@ class JanusAdapter(ModelAdapter):
             "batching": "left padding masked, per-row position ids",
             "dtype": str(self.dtype).removeprefix("torch."),
             "device_type": self.device.type,  # kernels differ between CPU and GPU: not the same samples
-            "sampling": "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)",
-            "decode": "decode_image_tokens, clip((x+1)/2*255) truncated to uint8",
+            "sampler": self.sampler,
+            "sampling": janus_sampler.DESCRIPTION if self.sampler == "engine" else REFERENCE_SAMPLING,
+            "decode": self._decode_description(),
         }
+
+    def _decode_description(self) -> str:
+        if self.sampler == "engine":
+            return (f"VQ decoder (channels-last copy) in chunks of {self.decode_chunk}, last chunk padded; "
+                    "clip((x+1)/2*255) truncated to uint8")
+        return "decode_image_tokens, clip((x+1)/2*255) truncated to uint8"
 
     def protocol_for(self, capability: str) -> dict:
         """Image settings for generation, understanding settings for answers: changing
         ``max_new_tokens`` must not regenerate images, nor ``cfg_weight`` re-answer questions."""
         if capability == "answer":
             return {"adapter_version": ADAPTER_VERSION, "dtype": str(self.dtype).removeprefix("torch."),
-                    "device_type": self.device.type, "answer": self.answer_protocol}
+                    "device_type": self.device.type, "sampler": self.sampler, "answer": self.answer_protocol}
         if capability == "edit":
             return self.edit_protocol
         return self.protocol
@@ -204,6 +299,8 @@ class JanusAdapter(ModelAdapter):
             "pad": "eos",
             "decode": "skip_special_tokens=True, not stripped",
             "batching": "left padding masked, position ids from the attention mask",
+            "decoder": (f"{ENGINE_VERSION} static cache" if self.sampler == "engine"
+                        else "transformers generate"),
         }
 
     # -- prompt rows ---------------------------------------------------------------------------
@@ -251,11 +348,34 @@ class JanusAdapter(ModelAdapter):
         draws = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
         return torch.cat(draws).to(logits.device)
 
+    def _guide(self, logits: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance over interleaved (cond, uncond) rows; float32 in and out."""
+        if self.cfg_weight == 1:
+            return logits
+        cond, uncond = logits[0::2], logits[1::2]
+        return uncond + self.cfg_weight * (cond - uncond)
+
     @torch.inference_mode()
     def generate_image_tokens(self, prompts: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
-        """Sample ``(len(prompts), image_tokens)`` image token ids in one batch (KV-cached loop)."""
+        """Sample ``(len(prompts), image_tokens)`` image token ids in one batch."""
+        if self.sampler == "reference":
+            return self._reference_image_tokens(prompts, seeds)
+        batch = self.build_batch(prompts)
+        first = batch.attention_mask.shape[1] - batch.attention_mask.sum(dim=1)
+        keys = [(int(f), tuple(row)) for f, row in zip(first.tolist(), batch.input_ids.tolist())]
+        distinct, rows = distinct_rows(keys)
+        embeds = self.model.get_input_embeddings()(batch.input_ids[distinct].to(self.device))
+        prompt = PromptRows(embeds, batch.attention_mask[distinct], batch.position_ids[distinct], torch.tensor(rows))
+        tokens = self.engine.sample_image_tokens(prompt, batch.rows_per_request, self._guide, seeds, self.temperature,
+                                                 self.image_tokens)
+        self.timings = self.engine.timings
+        return tokens
+
+    def _reference_image_tokens(self, prompts: Sequence[str], seeds: Sequence[int]) -> torch.Tensor:
+        """The reference sampler: a ``DynamicCache`` loop, one CPU generator per request."""
         from transformers import DynamicCache
 
+        start = time.perf_counter()
         janus = self.model.model
         language_model = janus.language_model
         batch = self.build_batch(prompts)
@@ -270,27 +390,62 @@ class JanusAdapter(ModelAdapter):
         if self.verbose:
             from tqdm import tqdm
             steps = tqdm(steps, desc=f"janus x{len(prompts)}", unit="tok")
+        first_step_done = start
         for step in steps:
             out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
                                  past_key_values=cache, use_cache=True)
             logits = janus.generation_head(out.last_hidden_state[:, -1, :])
             tokens[:, step] = self._next_tokens(logits, generators)
+            if step == 0:
+                first_step_done = time.perf_counter()
             if step + 1 < self.image_tokens:  # feed the token to both rows of its request
                 fed = tokens[:, step].repeat_interleave(batch.rows_per_request).unsqueeze(1)
                 embeds = janus.generation_aligner(janus.generation_embeddings(fed))
                 mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
                 positions = positions[:, -1:] + 1
+        if self.profile:  # the draws copy to the host every step, so the clock is synchronised
+            self.timings = Timings(prefill_s=first_step_done - start, steps_s=time.perf_counter() - first_step_done,
+                                   steps=self.image_tokens, rows=int(batch.input_ids.shape[0]),
+                                   distinct_prompt_rows=int(batch.input_ids.shape[0]))
         return tokens
 
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
-        """Image tokens -> RGB images, one at a time (so pixels do not depend on the batch)."""
+        """Image tokens -> RGB images. Reference sampler: one image per decoder call. Engine: chunks of
+        ``decode_chunk`` images (the last one padded with copies), so every call has the same shape and
+        an image's pixels do not depend on the batch."""
+        if self.sampler == "reference":
+            return [self._to_image(self.model.decode_image_tokens(row.unsqueeze(0).to(self.device))[0])
+                    for row in tokens]
         images = []
-        for row in tokens:
-            pixels = self.model.decode_image_tokens(row.unsqueeze(0).to(self.device))[0]  # (H, W, 3)
-            pixels = ((pixels.float().cpu() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)  # truncates
-            images.append(Image.fromarray(pixels.numpy()))
+        size = self.decode_chunk
+        for start in range(0, len(tokens), size):
+            chunk = tokens[start:start + size].to(self.device)
+            count = len(chunk)
+            if count < size:
+                chunk = torch.cat([chunk, chunk[-1:].expand(size - count, -1)])
+            pixels = self._decode_chunk(chunk)
+            images.extend(self._to_image(pixels[i]) for i in range(count))
         return images
+
+    def _decode_chunk(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) tokens -> (B, H, W, 3) pixels with a channels-last copy of the VQ decoder."""
+        import copy
+
+        vqmodel = self.model.model.vqmodel
+        if self._decoder is None:
+            post_quant_conv = copy.deepcopy(vqmodel.post_quant_conv).to(memory_format=torch.channels_last)
+            decoder = copy.deepcopy(vqmodel.decoder).to(memory_format=torch.channels_last)
+            self._decoder = (post_quant_conv, decoder)
+        post_quant_conv, decoder = self._decoder
+        latent = vqmodel.quantize.get_codebook_entry(tokens).contiguous(memory_format=torch.channels_last)
+        return decoder(post_quant_conv(latent)).permute(0, 2, 3, 1)
+
+    @staticmethod
+    def _to_image(pixels: torch.Tensor) -> Image.Image:
+        """(H, W, 3) floats in about [-1, 1] -> RGB, ``clip((x + 1) / 2 * 255)`` truncated to uint8."""
+        pixels = ((pixels.float().cpu() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)
+        return Image.fromarray(pixels.contiguous().numpy())
 
     # -- understanding ----------------------------------------------------------------------------
 
@@ -330,6 +485,16 @@ class JanusAdapter(ModelAdapter):
         from transformers import GenerationMixin
 
         inputs = self.build_question_inputs(prompts, images)
+        if self.sampler == "engine":
+            janus = self.model.model
+            embeds = janus.get_input_embeddings()(inputs["input_ids"])
+            features = janus.get_image_features(inputs["pixel_values"]).pooler_output
+            placeholders = (inputs["input_ids"] == self.model.config.image_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(placeholders.expand_as(embeds),
+                                           features.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
+            new_tokens = self.engine.greedy_text(embeds, inputs["attention_mask"], self.max_new_tokens,
+                                                 self.eos_id).cpu()
+            return [self.processor.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
         # The plain text-generation loop, as JanusForConditionalGeneration.generate(generation_mode=
         # "text") runs it, minus its second config merge (which logs a length warning every call).
         # Settings that could change a greedy answer are explicit, so the checkpoint's
@@ -375,8 +540,18 @@ class JanusAdapter(ModelAdapter):
                           names: Sequence[str] | None = None) -> torch.Tensor:
         """Sample ``(len(instructions), image_tokens)`` edited-image token ids in one batch."""
         rows, embeds, _ = self.build_edit_inputs(instructions, images, names)
-        return janus_edit.sample_edit_tokens(self.model, rows, embeds, seeds, self.cfg_weight, self.cfg_weight2,
-                                             self.temperature, self.image_tokens, self.device, self.verbose)
+        if self.sampler == "reference":
+            return janus_edit.sample_edit_tokens(self.model, rows, embeds, seeds, self.cfg_weight, self.cfg_weight2,
+                                                 self.temperature, self.image_tokens, self.device, self.verbose)
+        prompt = janus_edit.edit_prompt_rows(rows, embeds, [janus_edit.image_key(image) for image in images])
+
+        def guide(logits: torch.Tensor) -> torch.Tensor:
+            return janus_edit.guided_edit_logits(logits, self.cfg_weight, self.cfg_weight2)
+
+        tokens = self.engine.sample_image_tokens(prompt, janus_edit.ROWS_PER_REQUEST, guide, seeds, self.temperature,
+                                                 self.image_tokens)
+        self.timings = self.engine.timings
+        return tokens
 
     def edit_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         """One edited image (``image_size`` square) per request: its one source image, edited as

@@ -20,22 +20,27 @@ codebook rows happen to be unit vectors. :func:`encode_vq_codes` therefore runs 
 
 Where we differ from the reference, for the same reasons as the text-to-image loop in ``janus.py``:
 requests of different lengths share a batch (left padding masked, position ids from each row's BOS;
-inside its own span the uncond row attends its pads, as in the reference); each request samples
-from its own CPU ``torch.Generator`` on float32 probabilities; SigLIP and VQ encodings are computed
-one image at a time, so nothing depends on the batch. The reference finds the VQ slots by counting
+inside its own span the uncond row attends its pads, as in the reference); each request's draw
+depends only on its own seed (the engine's counter-based Gumbel-max by default, one CPU
+``torch.Generator`` per request with ``sampler: reference``); SigLIP and VQ encodings are computed
+one image at a time, so nothing depends on the batch. With the engine, the full and part rows of
+requests that share an instruction and a source image, and the uncond rows of prompts of the same
+length, are prefilled once (:func:`edit_prompt_rows`). The reference finds the VQ slots by counting
 EOI tokens across the whole batch (one input image assumed); we locate them per row and check the
 layout token by token.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Hashable, Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from harness.errors import HarnessError
+from harness.models.janus_engine import PromptRows, distinct_rows
 
 EDIT_VERSION = "janus-edit/1"
 ROWS_PER_REQUEST = 3  # full, part, uncond
@@ -217,10 +222,31 @@ def draw_tokens(logits: torch.Tensor, temperature: float, generators: Sequence[t
     return torch.cat(draws).to(logits.device)
 
 
+def image_key(image: Image.Image) -> str:
+    """A content key of a source image (mode, size, pixels), to find requests that share a source."""
+    return hashlib.sha256(f"{image.mode}:{image.size}".encode() + image.tobytes()).hexdigest()
+
+
+def edit_prompt_rows(rows: EditRows, embeds: torch.Tensor, source_keys: Sequence[Hashable]) -> PromptRows:
+    """The engine's prompt rows: full and part rows are equal when their tokens and source image are;
+    uncond rows when their tokens are (every request of the same prompt length)."""
+    first = (rows.attention_mask.shape[1] - rows.attention_mask.sum(dim=1)).tolist()
+    ids = rows.input_ids.tolist()
+    keys = []
+    for row, (start, tokens) in enumerate(zip(first, ids)):
+        kind = row % ROWS_PER_REQUEST
+        source = source_keys[row // ROWS_PER_REQUEST] if kind < 2 else None
+        keys.append((kind, int(start), tuple(tokens), source))
+    distinct, inverse = distinct_rows(keys)
+    return PromptRows(embeds[distinct], rows.attention_mask[distinct], rows.position_ids[distinct],
+                      torch.tensor(inverse))
+
+
 def sample_edit_tokens(model: Any, rows: EditRows, embeds: torch.Tensor, seeds: Sequence[int],
                        cfg_weight: float, cfg_weight2: float, temperature: float, image_tokens: int,
                        device: torch.device, verbose: bool = False) -> torch.Tensor:
-    """The KV-cached three-stream loop: (P, N) output image tokens."""
+    """The reference sampler's KV-cached three-stream loop: (P, N) output image tokens (the engine runs
+    the same rows and guidance through ``JanusEngine.sample_image_tokens``)."""
     from transformers import DynamicCache
 
     janus = model.model
