@@ -1,10 +1,12 @@
-"""A tiny ImgEdit world for reliability tests: one source image, an edit list, a model that copies
-the source and a scripted, streaming chat judge (imported by test_reliability and test_bad_inputs)."""
+"""Edit-benchmark test helpers: a tiny ImgEdit world (one source image, an edit list, a model that
+copies the source, a scripted streaming chat judge) for test_reliability and test_bad_inputs, and a
+noise editor for the GEdit and Complex-Edit shapes runs."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 import benchmarks.imgedit  # noqa: F401  (registers the benchmark)
@@ -46,6 +48,19 @@ class Copier(ModelAdapter):
 
     def edit_images(self, requests: list[Request]) -> list[Image.Image]:
         return [request.images[0].load() for request in requests]
+
+
+@register("model", "test-noise-editor")
+class NoiseEditor(ModelAdapter):
+    """Answers every edit with 64 px coloured noise (seeded by the request): what an untrained model
+    draws."""
+
+    capabilities = frozenset({"edit"})
+    model_digest = "test-noise-editor"
+
+    def edit_images(self, requests: list[Request]) -> list[Image.Image]:
+        return [Image.fromarray(np.random.default_rng(r.seed % 2**32).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+                for r in requests]
 
 
 @register("chat", "test-reliability-judge")

@@ -14,9 +14,11 @@ from reports.baselines import Published, get_published, load_published, parse_ba
 
 
 def test_every_section_7_entry_is_there():
+    gpt_image_edit_readme = {"gpt-image-edit", "flux-kontext-dev-by-gpt-image-edit", "step1x-edit-by-gpt-image-edit",
+                             "step1x-edit-v1.1-by-gpt-image-edit"}  # GEdit/Complex-Edit tables: tests/test_gedit.py
     assert set(published_names()) == {
         "janus-pro-7b", "janus-pro-1b", "janus-4o-7b", "janus-4o-7b-gpt41",
-        "janus-pro-7b-remeasured-by-janus4o", "sharegpt4v-7b", "llava-1.5-7b"}
+        "janus-pro-7b-remeasured-by-janus4o", "sharegpt4v-7b", "llava-1.5-7b"} | gpt_image_edit_readme
 
 
 def test_janus_pro_geneval_tags_and_headline():

@@ -1,0 +1,168 @@
+"""Complex-Edit-format data over the shapes world: chains of eight edits, levels C1..C8.
+
+``write_complex_edit_shapes(folder)`` writes, in the layout of ``UCSC-VLAA/Complex-Edit``:
+
+- ``data/test_real-00000-of-00001.parquet`` and ``data/test_syn-00000-of-00001.parquet``: columns
+  ``image`` (``struct<bytes, path>``) and ``edit`` (``sequence``: eight ``{name, instruction}``
+  atomic edits; ``compound``: eight ``{reasoning, compound_instruction}``, level c joining the
+  first c atomic edits with " Then ", as upstream's level c integrates the first c steps);
+- ``complex_edit/eval/prompt_alignment.py`` and ``prompt_quality.py``: judge prompts under
+  upstream's constant names (``ALIGNMENT_PROMPT_W_RUBRIC``, ``PROMPT_TEMPLATE``,
+  ``PERCEPTUAL_QUALITY_PROMPT_W_RUBRIC_WO_INST``), in our own words for flat shapes, so the
+  benchmark's ``prompts:`` can point at ``folder`` as it points at an upstream checkout.
+
+A chain's edits act on the scene as the earlier ones left it (a recolour may follow an add of the
+same object), over at most four objects of distinct shapes. "real" images have textured
+backgrounds (gradient, speckle) and "syn" plain ones: the two splits differ as photographs differ
+from renders, in a way the shapes detector still reads.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shapes.edits import Edit, apply_edit, instruction_for
+from shapes.world import COLORS, SHAPES, Scene, render, scene_for_metadata
+
+LEVELS = 8
+MAX_OBJECTS = 4
+IMAGE_TYPES = ("real", "syn")
+SPLIT_BACKGROUNDS = {"real": ("grey_gradient", "beige_speckle"), "syn": ("grey", "light_grey", "beige")}
+OPERATION_NAMES = {"add": "Add an Object", "remove": "Remove an Object", "replace": "Replace an Object",
+                   "adjust": "Change Color", "background": "Change Background"}
+
+ALIGNMENT_PROMPT = """
+You grade an edit of a picture of flat coloured shapes. The first image is the input, the second the
+output, and a text instruction says what should change.
+
+Give two integer scores in [0, 10]:
+1. Instruction Following: the share of the instruction's atomic operations carried out in the output
+(shape, colour, presence, background), 10 for all of them, 0 for none.
+2. Identity Preservation: 10 if everything the instruction does not mention is unchanged; two points
+less for each shape that moved, changed or appeared unasked, and for an unasked background change.
+"""
+TEMPLATE = """The instruction is:
+{instruction}
+"""
+QUALITY_PROMPT = """
+You grade a picture of flat coloured shapes. Give one integer score in [0, 10] for its perceptual
+quality: 10 if every shape is flat, clean and well formed on a clean background; two points less
+for each smeared or broken shape; 1 if the picture is noise.
+"""
+
+
+@dataclass(frozen=True)
+class ComplexEditShapesItem:
+    scene: Scene
+    edits: tuple[Edit, ...]
+
+    def compound(self, level: int) -> str:
+        return instruction_for(self.edits[:level])
+
+
+def _pick(rng: np.random.Generator, options) -> object:
+    return options[int(rng.integers(len(options)))]
+
+
+def _step(scene: Scene, rng: np.random.Generator, backgrounds: tuple[str, ...]) -> tuple[Edit, Scene] | None:
+    """One random edit that makes sense on ``scene`` (and its result), or None to draw again."""
+    present = {o.shape: o for o in scene.objects}
+    absent = [s for s in SHAPES if s not in present]
+    kinds = ["adjust", "replace", "background"] + (["add"] if absent and len(scene.objects) < MAX_OBJECTS else [])
+    kinds += ["remove"] if len(scene.objects) > 1 else []
+    kind = str(_pick(rng, kinds))
+    if kind == "background":
+        edit = Edit("background", background=str(_pick(rng, [b for b in backgrounds if b != scene.background])))
+    elif kind == "add":
+        edit = Edit("add", new_shape=str(_pick(rng, absent)), new_color=str(_pick(rng, COLORS)))
+    else:
+        target = _pick(rng, list(present.values()))
+        if kind == "remove":
+            edit = Edit("remove", target.shape, target.color)
+        elif kind == "adjust":
+            edit = Edit("adjust", target.shape, target.color,
+                        new_color=str(_pick(rng, [c for c in COLORS if c != target.color])))
+        elif not absent:
+            return None
+        else:
+            edit = Edit("replace", target.shape, target.color, str(_pick(rng, absent)), str(_pick(rng, COLORS)))
+    after = apply_edit(scene, edit, rng)
+    if kind == "add" and len(after.objects) == len(scene.objects):
+        return None  # no room
+    return edit, after
+
+
+def complex_edit_shapes_items(items: int = 6, seed: int = 0, image_type: str = "real") -> list[ComplexEditShapesItem]:
+    """Item i depends only on (seed, image_type, i)."""
+    backgrounds = SPLIT_BACKGROUNDS[image_type]
+    out = []
+    for i in range(items):
+        rng = np.random.default_rng([seed, 11, IMAGE_TYPES.index(image_type), i])
+        shapes = [str(s) for s in rng.choice(SHAPES, int(rng.integers(2, 4)), replace=False)]
+        include = [{"class": s, "count": 1, "color": str(_pick(rng, COLORS))} for s in shapes]
+        source = scene_for_metadata({"include": include}, rng, backgrounds=backgrounds)
+        scene, edits = source, []
+        while len(edits) < LEVELS:
+            step = _step(scene, rng, backgrounds)
+            if step is not None:
+                edits.append(step[0])
+                scene = step[1]
+        out.append(ComplexEditShapesItem(source, tuple(edits)))
+    return out
+
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _prompt_module(constants: dict[str, str]) -> str:
+    lines = ['"""Shapes-world judge prompts under Complex-Edit\'s constant names (our own wording)."""', ""]
+    for name, value in constants.items():
+        lines.append(f"{name} = {value!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_complex_edit_shapes(folder: str | Path, items: int = 6, seed: int = 0, size: int = 128,
+                              profile: Any = None) -> Path:
+    """Both splits and the prompt files; returns ``folder``. The data are always of the full world
+    (``profile`` is accepted and not applied)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    for split in IMAGE_TYPES:
+        chosen = complex_edit_shapes_items(items, seed, split)
+        edits = [{"sequence": [{"name": OPERATION_NAMES[e.kind], "instruction": e.instruction()} for e in item.edits],
+                  "compound": [{"reasoning": "none", "compound_instruction": item.compound(level)}
+                               for level in range(1, LEVELS + 1)]} for item in chosen]
+        table = pa.table({
+            "image": pa.array([{"bytes": _png(render(item.scene, size=size)), "path": f"{n:05d}.png"}
+                               for n, item in enumerate(chosen)], type=image_type),
+            "edit": pa.array(edits)})
+        features = {"image": {"_type": "Image"},
+                    "edit": {"sequence": [{"name": {"dtype": "string", "_type": "Value"},
+                                           "instruction": {"dtype": "string", "_type": "Value"}}],
+                             "compound": [{"reasoning": {"dtype": "string", "_type": "Value"},
+                                           "compound_instruction": {"dtype": "string", "_type": "Value"}}]}}
+        table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+        path = folder / "data" / f"test_{split}-00000-of-00001.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+    prompts = folder / "complex_edit/eval"  # the layout of an upstream checkout
+    prompts.mkdir(parents=True, exist_ok=True)
+    (prompts / "prompt_alignment.py").write_text(_prompt_module(
+        {"ALIGNMENT_PROMPT_W_RUBRIC": ALIGNMENT_PROMPT, "PROMPT_TEMPLATE": TEMPLATE}), encoding="utf-8")
+    (prompts / "prompt_quality.py").write_text(_prompt_module(
+        {"PERCEPTUAL_QUALITY_PROMPT_W_RUBRIC_WO_INST": QUALITY_PROMPT}), encoding="utf-8")
+    return folder
+
