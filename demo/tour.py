@@ -44,6 +44,8 @@ class DemoSize:
     mmbench_questions: int = 40  # each asked once per circular pass (2-4 passes)
     dpg_items: int = 12  # dense prompts, 4 tiles each
     imgedit_items: int = 18  # procedural edits over the shapes edit types
+    gedit_items: int = 10  # GEdit-Bench-format edits over its five shapes-world types
+    complex_edit_items: int = 6  # Complex-Edit-format chains of eight edits (the tour judges level C8)
     answer_tokens: int = 8  # tiny Janus max_new_tokens (answers are single words)
 
 
@@ -132,11 +134,24 @@ def demo_pipeline():
 
 
 def headline_lines(outcome) -> list[str]:
-    """One line per benchmark: candidate minus baseline and the paired test's p-value (report facts)."""
+    """One line per benchmark: the ranking of the models with the paired tests between neighbours
+    when the report ranks more than two, else candidate minus baseline and the paired test's
+    p-value (report facts)."""
     report = outcome.results.get("report")
     evaluation = outcome.results.get("eval")
     if report is None or evaluation is None:
         return []
+    if report.facts.get("ranking"):
+        lines = [f"{entry['benchmark']}: {entry['line']}" for entry in report.facts["ranking"]]
+        candidate = report.facts.get("candidate")
+        for pair in report.facts.get("pairs", []):  # the candidate against each other model
+            if candidate not in (pair["better"], pair["worse"]) or pair.get("p") is None:
+                continue
+            other = pair["worse"] if pair["better"] == candidate else pair["better"]
+            sign = 1 if pair["better"] == candidate else -1
+            lines.append(f"{pair['benchmark']}: {candidate} - {other} = {sign * pair['difference']:+.4g} "
+                         f"(paired test p = {pair['p']:.2g})")
+        return lines
     lines = []
     candidate, baseline = report.facts.get("candidate", "candidate"), report.facts.get("baseline", "baseline")
     for benchmark, p_value in report.facts.get("p", {}).items():

@@ -500,7 +500,8 @@ def _merge(spec: RunSpec, benchmark: Benchmark, model: ModelAdapter, requests: l
                 "model": {"name": spec.model.name, **model.protocol_for(benchmark.capability)},
                 "judges": {role: spec.judges[role].to_dict() for role in present_judge_roles(spec, benchmark)},
                 "seed_policy": "sample_seed(run_seed, benchmark, sample_id) = sha256 -> 63 bits",
-                "run_seed": spec.seed, "limit": spec.limit}
+                "run_seed": spec.seed, "limit": spec.limit,
+                **({"world": dict(spec.world)} if spec.world is not None else {})}
     summary = BenchmarkSummary(benchmark=spec.benchmark.name, scores=scores, counts=counts,
                                protocol=protocol, spec_hash=spec.hash, model_digest=model.model_digest,
                                versions=library_versions(), environment=environment(dist.world_size),

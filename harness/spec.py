@@ -60,7 +60,10 @@ class RunSpec:
     """One evaluation: a benchmark, a model, the judges that score it, and the run seed.
 
     ``limit`` evaluates only the first N items of the benchmark (smoke tests); it is part of the
-    hash because it changes the numbers.
+    hash because it changes the numbers. ``world`` describes the synthetic world the benchmark's
+    data were drawn from, when they were (a mapping such as a shapes-world profile); it goes on the
+    protocol card, so runs on two worlds are never compared, and into the hash (only when set:
+    specs without one keep their hashes).
     """
 
     benchmark: ComponentSpec
@@ -68,9 +71,10 @@ class RunSpec:
     judges: Mapping[str, ComponentSpec] = field(default_factory=dict)
     seed: int = 0
     limit: int | None = None
+    world: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "version": SPEC_VERSION,
             "benchmark": self.benchmark.to_dict(),
             "model": self.model.to_dict(),
@@ -78,6 +82,9 @@ class RunSpec:
             "seed": self.seed,
             "limit": self.limit,
         }
+        if self.world is not None:
+            data["world"] = dict(self.world)
+        return data
 
     @property
     def hash(self) -> str:
@@ -92,7 +99,7 @@ class RunSpec:
         if not isinstance(data, Mapping):
             raise InputError(f"{source}: a run spec must be a mapping")
         refuse_secrets(data, source)
-        allowed = {"version", "benchmark", "model", "judges", "seed", "limit"}
+        allowed = {"version", "benchmark", "model", "judges", "seed", "limit", "world"}
         unknown = set(data) - allowed
         if unknown:
             raise InputError(f"{source}: unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(allowed))})")
@@ -108,12 +115,16 @@ class RunSpec:
         if (not isinstance(seed, int) or isinstance(seed, bool) or (limit is not None and (
                 not isinstance(limit, int) or isinstance(limit, bool) or limit < 1))):
             raise InputError(f"{source}: seed must be an integer and limit a positive integer or null")
+        world = data.get("world")
+        if world is not None and not isinstance(world, Mapping):
+            raise InputError(f"{source}.world: expected a mapping describing the data's world, got {world!r}")
         return cls(
             benchmark=ComponentSpec.from_dict(data["benchmark"], f"{source}.benchmark"),
             model=ComponentSpec.from_dict(data["model"], f"{source}.model"),
             judges={role: ComponentSpec.from_dict(j, f"{source}.judges.{role}") for role, j in judges.items()},
             seed=seed,
             limit=limit,
+            world=dict(world) if world is not None else None,
         )
 
     @classmethod

@@ -41,8 +41,8 @@ import numpy as np
 
 from harness.fileio import atomic_write_text
 from shapes.understanding import NUMBER_WORDS, RELATION_PHRASES, question_fields
-from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, scene_for_metadata,
-                          template_pattern)
+from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, WorldProfile, get_profile,
+                          scene_for_metadata, template_pattern)
 
 CSV_COLUMNS: tuple[str, ...] = ("item_id", "text", "keywords", "proposition_id", "dependency",
                                 "category_broad", "category_detailed", "tuple",
@@ -51,7 +51,7 @@ CSV_COLUMNS: tuple[str, ...] = ("item_id", "text", "keywords", "proposition_id",
 BACKGROUND_PHRASES: dict[str, str] = {"grey": "plain grey", "light_grey": "plain light grey",
                                       "beige": "plain beige", "grey_gradient": "grey gradient",
                                       "beige_speckle": "speckled beige"}
-MAX_OBJECTS = 5  # per scene; more would need objects too small for the detector at 64 px
+MAX_OBJECTS = 5  # per scene in the full world; more would need objects too small for the detector at 64 px
 
 QUESTION_TEMPLATES: dict[str, str] = {
     "entity_one": "Is there {article} {shape}?",
@@ -207,9 +207,9 @@ def parse_dense_prompt(prompt: str) -> DenseSpec | None:
     return DenseSpec(tuple(groups), tuple(relations), _BACKGROUND_OF[opening.group("bg").lower()])
 
 
-def scene_for_spec(spec: DenseSpec, rng: np.random.Generator) -> Scene:
+def scene_for_spec(spec: DenseSpec, rng: np.random.Generator, profile: WorldProfile | str | None = None) -> Scene:
     """A scene with exactly the spec's objects, relations (with margin) and background."""
-    scene = scene_for_metadata(spec.metadata(), rng)
+    scene = scene_for_metadata(spec.metadata(), rng, profile=profile)
     return replace(scene, background=spec.background)
 
 
@@ -270,45 +270,54 @@ def parse_dense_question(question: str) -> tuple[str, dict] | None:
 
 
 # ---------------------------------------------------------------------------------- the items
-def _random_spec(rng: np.random.Generator) -> DenseSpec:
-    """Two or three groups, at most five objects, one or two relations.
+def _random_spec(rng: np.random.Generator, profile: WorldProfile | None = None) -> DenseSpec:
+    """Two or three groups (at most as many as the profile has shapes), at most five objects (the
+    profile's ``max_objects``), one or two relations; shapes, colours and background from the profile.
 
     Only layouts the rejection placer meets reliably are drawn (measured: none failed in 300
     specs x 3 seeds): the second group always stands in a relation to the first, and their counts
     multiply to at most 2 (each pair must hold with margin); a third group gets a relation only
     when every group is a single object, and never one that continues a chain in the same
-    direction (C left of B left of A leaves no room unless A happens to sit far right).
+    direction (C left of B left of A leaves no room unless A happens to sit far right). On a grid
+    profile (a 6x6-cell field) the related pair is one object each and the third group's relation
+    is across the first one's axis: every other layout has no room for the margins.
     """
-    n_groups = int(rng.integers(2, 4))
-    shapes = [str(s) for s in rng.choice(SHAPES, n_groups, replace=False)]
+    profile = get_profile(profile)
+    pair_limit = 1 if profile.grid else 2
+    n_groups = int(rng.integers(2, min(3, len(profile.shapes)) + 1))
+    shapes = [str(s) for s in rng.choice(profile.shapes, n_groups, replace=False)]
     counts = [1] * n_groups
-    for _ in range(int(rng.integers(0, MAX_OBJECTS - n_groups + 1))):
+    for _ in range(int(rng.integers(0, min(MAX_OBJECTS, profile.max_objects) - n_groups + 1))):
         group = int(rng.integers(n_groups))
-        if group < 2 and counts[0] * counts[1] == 2:  # the related pair is full:
+        if group < 2 and counts[0] * counts[1] >= pair_limit:  # the related pair is full:
             if n_groups < 3:
                 continue  # drop the extra object ...
             group = 2  # ... or give it to the third group
         counts[group] += 1
-    groups = tuple(Group(s, str(rng.choice(COLORS)), c) for s, c in zip(shapes, counts))
+    groups = tuple(Group(s, str(rng.choice(profile.colors)), c) for s, c in zip(shapes, counts))
     relations = [GroupRelation(1, str(rng.choice(RELATIONS)), 0)]
     if n_groups == 3 and sum(counts) == 3 and rng.random() < 0.6:
         reference = int(rng.integers(2))
         taken = relations[0].relation if reference == 1 else None
-        relations.append(GroupRelation(2, str(rng.choice([r for r in RELATIONS if r != taken])),
-                                       reference))
-    return DenseSpec(groups, tuple(relations), str(rng.choice(sorted(BACKGROUND_PHRASES))))
+        options = [r for r in RELATIONS if r != taken]
+        if profile.grid:  # across the first relation's axis
+            axis = relations[0].relation in ("above", "below")
+            options = [r for r in RELATIONS if (r in ("above", "below")) != axis]
+        relations.append(GroupRelation(2, str(rng.choice(options)), reference))
+    return DenseSpec(groups, tuple(relations), str(rng.choice(sorted(profile.backgrounds))))
 
 
-def dpg_shapes_items(items: int = 20, seed: int = 0) -> list[DenseItem]:
-    """The dense items; item i depends only on (seed, i). A spec whose constraints the placer
-    cannot meet (rare: crowded relations) is drawn again from the same stream."""
+def dpg_shapes_items(items: int = 20, seed: int = 0, profile: WorldProfile | str | None = None) -> list[DenseItem]:
+    """The dense items; item i depends only on (seed, i, profile). A spec whose constraints the
+    placer cannot meet (rare: crowded relations) is drawn again from the same stream."""
+    profile = get_profile(profile)
     out = []
     for i in range(items):
         rng = np.random.default_rng([seed, i])
         while True:
-            spec = _random_spec(rng)
+            spec = _random_spec(rng, profile)
             try:
-                scene = scene_for_spec(spec, rng)
+                scene = scene_for_spec(spec, rng, profile)
             except (RuntimeError, ValueError):
                 continue
             break
@@ -316,13 +325,14 @@ def dpg_shapes_items(items: int = 20, seed: int = 0) -> list[DenseItem]:
     return out
 
 
-def write_dpg_shapes(folder: str | Path, items: int = 20, seed: int = 0) -> Path:
+def write_dpg_shapes(folder: str | Path, items: int = 20, seed: int = 0,
+                     profile: WorldProfile | str | None = None) -> Path:
     """Write ``<folder>/prompts/<item_id>.txt`` and ``<folder>/dpg_bench.csv``; returns ``folder``."""
     folder = Path(folder)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for item in dpg_shapes_items(items, seed):
+    for item in dpg_shapes_items(items, seed, profile):
         atomic_write_text(folder / "prompts" / f"{item.item_id}.txt", item.prompt)
         for p in item.propositions:
             writer.writerow([item.item_id, item.prompt, p.keywords, p.proposition_id,

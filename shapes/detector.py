@@ -34,9 +34,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from harness.judges.base import Detection
 from harness.registry import register
-from shapes.world import COLORS, PALETTE
+from shapes.world import COLORS, PALETTE, WorldProfile, get_profile
 
-_PALETTE_RGB = np.array([PALETTE[c] for c in COLORS], dtype=np.float32)
 _EIGHT = np.ones((3, 3), dtype=bool)
 SUBPIXEL = 4  # shape geometry is measured on coverage interpolated up to this factor ...
 SUBPIXEL_SIDE = 160  # ... or less, so that the interpolated crop stays about this many pixels wide
@@ -94,26 +93,37 @@ def _shape_features(mask: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, 
     return feats, (int(x1), int(y1), int(x2), int(y2))
 
 
-def _classify_shape(feats: np.ndarray, extent: float) -> tuple[str, float]:
-    """Nearest prototype and a confidence: posterior among prototypes x closeness to the winner."""
-    proto = _PROTO_IDEAL + _PROTO_BLUR / max(extent, MIN_EXTENT)
+def _classify_shape(feats: np.ndarray, extent: float,
+                    shapes: Sequence[int] | None = None) -> tuple[str, float]:
+    """Nearest prototype and a confidence: posterior among prototypes x closeness to the winner.
+    ``shapes``: indices into the prototypes to choose among (default: all)."""
+    rows = list(range(len(_PROTO_NAMES))) if shapes is None else list(shapes)
+    proto = _PROTO_IDEAL[rows] + _PROTO_BLUR[rows] / max(extent, MIN_EXTENT)
     d2 = (((feats - proto) / FEATURE_SCALE) ** 2).sum(axis=1)
     best = int(np.argmin(d2))
     posterior = 1.0 / float(np.exp(-(d2 - d2[best]) / 2).sum())
     d = math.sqrt(float(d2[best]))
     formness = math.exp(-max(0.0, d - 2.0) ** 2 / 2)  # within 2 tolerances counts as well formed
-    return _PROTO_NAMES[best], posterior * formness
+    return _PROTO_NAMES[rows[best]], posterior * formness
 
 
 @register("detector", "shapes")
 class ShapesDetector:
-    """Finds shapes-world objects from pixels; see the module docstring for the pipeline."""
+    """Finds shapes-world objects from pixels; see the module docstring for the pipeline.
+    ``profile`` (a name in ``shapes.world.PROFILES``, default ``full``): it names only the
+    profile's shapes and colours."""
 
     judge_id = "shapes-detector-v1"
 
     def __init__(self, *, min_area_fraction: float = 0.004, fg_threshold: float = 45.0,
                  bg_tolerance: float = 30.0, color_tolerance: float = 40.0,
-                 max_components: int = 24, min_score: float = 0.01) -> None:
+                 max_components: int = 24, min_score: float = 0.01, profile: "str | WorldProfile" = "full") -> None:
+        world = get_profile(profile)
+        self.profile = world.name
+        self.colors = tuple(c for c in COLORS if c in world.colors)
+        self._palette = np.array([PALETTE[c] for c in self.colors], dtype=np.float32)
+        self._shape_rows = None if world.shapes == tuple(_PROTO_NAMES) else \
+            [i for i, name in enumerate(_PROTO_NAMES) if name in world.shapes]
         self.min_area_fraction = min_area_fraction
         self.fg_threshold = fg_threshold
         self.bg_tolerance = bg_tolerance
@@ -122,7 +132,8 @@ class ShapesDetector:
         self.min_score = min_score
         self.params = {"min_area_fraction": min_area_fraction, "fg_threshold": fg_threshold,
                        "bg_tolerance": bg_tolerance, "color_tolerance": color_tolerance,
-                       "max_components": max_components, "min_score": min_score}
+                       "max_components": max_components, "min_score": min_score,
+                       **({"profile": world.name} if world.name != "full" else {})}
 
     def detect(self, images: Sequence[Image.Image],
                sample_ids: Sequence[str] | None = None) -> list[list[Detection]]:
@@ -173,8 +184,8 @@ class ShapesDetector:
         if interior.sum() < 4:
             interior = comp
         pixels = crop[interior]
-        quant = ((pixels[:, None, :] - _PALETTE_RGB[None]) ** 2).sum(axis=2).argmin(axis=1)
-        counts = np.bincount(quant, minlength=len(_PALETTE_RGB))
+        quant = ((pixels[:, None, :] - self._palette[None]) ** 2).sum(axis=2).argmin(axis=1)
+        counts = np.bincount(quant, minlength=len(self._palette))
         dominant = [c for c in np.argsort(-counts)
                     if counts[c] >= max(0.2 * len(pixels), min_area / 2)]
         if len(dominant) <= 1:
@@ -229,7 +240,7 @@ class ShapesDetector:
             return None
         feats, fine_box = described
         extent = max(fine_box[2] - fine_box[0], fine_box[3] - fine_box[1]) / factor
-        label, shape_conf = _classify_shape(feats, extent)
+        label, shape_conf = _classify_shape(feats, extent, self._shape_rows)
         interior = ndimage.binary_erosion(mask, _EIGHT)
         inner = crop[interior] if interior.sum() >= 4 else crop[mask]
         uniform = float((np.linalg.norm(inner - rgb, axis=1) < self.color_tolerance).mean())
@@ -241,7 +252,7 @@ class ShapesDetector:
         x1, y1, x2, y2 = (v / factor for v in fine_box)
         return Detection(label=label, score=float(max(score, 1e-6)),
                          box=[x1 + ox, y1 + oy, x2 + ox, y2 + oy],
-                         mask=full, color=_nearest_colour(rgb))
+                         mask=full, color=_nearest_colour(rgb, self.colors))
 
 
 def _pad(sl: tuple[slice, slice], pad: int, h: int, w: int) -> tuple[slice, slice]:
@@ -251,16 +262,19 @@ def _pad(sl: tuple[slice, slice], pad: int, h: int, w: int) -> tuple[slice, slic
 
 @register("color_classifier", "shapes")
 class ShapesColorClassifier:
-    """Names an object's colour: nearest allowed palette colour to the median of its pixels."""
+    """Names an object's colour: nearest allowed palette colour to the median of its pixels
+    (allowed: asked for and in the ``profile``'s colours)."""
 
     judge_id = "shapes-color-v1"
 
-    def __init__(self) -> None:
-        self.params: dict = {}
+    def __init__(self, profile: "str | WorldProfile" = "full") -> None:
+        world = get_profile(profile)
+        self.world_colors = world.colors
+        self.params: dict = {"profile": world.name} if world.name != "full" else {}
 
     def classify(self, image: Image.Image, objects: Sequence[Detection], class_name: str,
                  colors: Sequence[str]) -> list[str]:
-        allowed = [c for c in colors if c in PALETTE]
+        allowed = [c for c in colors if c in PALETTE and c in self.world_colors]
         if not allowed:
             raise ValueError(f"none of the colours {list(colors)} is in the shapes palette")
         img = np.asarray(image.convert("RGB"), dtype=np.float32)

@@ -182,15 +182,16 @@ def find_instruction(text: str) -> list[Edit]:
 
 @register("chat", "shapes-edit-judge")
 class ShapesEditJudge:
-    """Scores shapes-world edits from pixels and replies in ImgEdit's judge format."""
+    """Scores shapes-world edits from pixels and replies in ImgEdit's judge format. ``profile``:
+    the world profile whose shapes and colours the detector chooses among (default ``full``)."""
 
     judge_id = "shapes-edit-judge-v1"
     version = VERSION
 
-    def __init__(self) -> None:
-        self.detector = ShapesDetector()
+    def __init__(self, profile: str = "full") -> None:
+        self.detector = ShapesDetector(profile=profile)
         self.usage: dict = {"requests": 0, "failures": 0}
-        self.params: dict = {}
+        self.params: dict = {"profile": profile} if profile != "full" else {}
 
     def ask_one(self, prompt: ChatPrompt) -> ChatReply:
         if len(prompt.images) != 2:

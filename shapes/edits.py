@@ -40,8 +40,8 @@ import numpy as np
 from harness.fileio import atomic_write_text
 from harness.images import save_png
 from shapes.dense import BACKGROUND_PHRASES
-from shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, render,
-                          scene_for_metadata, template_pattern)
+from shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, WorldProfile,
+                          get_profile, grid_spots, render, scene_for_metadata, template_pattern)
 
 EDIT_TYPES: tuple[str, ...] = ("add", "remove", "replace", "adjust", "background", "extract", "compose")
 #: the three judge dimensions of each type, as ImgEdit names them (PROTOCOLS.md 3.1)
@@ -128,8 +128,15 @@ def _apart(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def free_spot(scene: Scene, shape: str, color: str, rng: np.random.Generator,
-              tries: int = 2000) -> ShapeObject | None:
-    """A new object placed at random where it keeps ``GAP`` from every other, or None."""
+              tries: int = 2000, profile: WorldProfile | str | None = None) -> ShapeObject | None:
+    """A new object placed at random where it keeps ``GAP`` from every other, or None. On a grid
+    profile: a random free grid spot of the side a scene of that many objects allows."""
+    profile = get_profile(profile)
+    if profile.grid:
+        if len(scene.objects) >= profile.max_objects:
+            return None
+        spots = grid_spots(profile, scene.objects, shape, color, profile.sides_for(len(scene.objects) + 1))
+        return spots[int(rng.integers(len(spots)))] if spots else None
     for _ in range(tries):
         size = float(rng.uniform(*ADDED_SIZE))
         cx, cy = (float(v) for v in rng.uniform(size / 2 + BORDER, 1 - size / 2 - BORDER, 2))
@@ -141,11 +148,13 @@ def free_spot(scene: Scene, shape: str, color: str, rng: np.random.Generator,
     return None
 
 
-def apply_edit(scene: Scene, edit: Edit, rng: np.random.Generator) -> Scene:
-    """``scene`` after ``edit``; an edit whose target is missing (or with no room) changes nothing."""
+def apply_edit(scene: Scene, edit: Edit, rng: np.random.Generator,
+               profile: WorldProfile | str | None = None) -> Scene:
+    """``scene`` after ``edit``; an edit whose target is missing (or with no room) changes nothing.
+    ``profile`` places an added object (on its grid, if it has one)."""
     objects = list(scene.objects)
     if edit.kind == "add":
-        new = free_spot(scene, edit.new_shape, edit.new_color, rng)
+        new = free_spot(scene, edit.new_shape, edit.new_color, rng, profile=profile)
         return replace(scene, objects=tuple(objects + [new])) if new else scene
     if edit.kind == "background":
         return replace(scene, background=edit.background)
@@ -164,9 +173,10 @@ def apply_edit(scene: Scene, edit: Edit, rng: np.random.Generator) -> Scene:
     return replace(scene, objects=tuple(objects))
 
 
-def apply_edits(scene: Scene, edits: Sequence[Edit], rng: np.random.Generator) -> Scene:
+def apply_edits(scene: Scene, edits: Sequence[Edit], rng: np.random.Generator,
+                profile: WorldProfile | str | None = None) -> Scene:
     for edit in edits:
-        scene = apply_edit(scene, edit, rng)
+        scene = apply_edit(scene, edit, rng, profile)
     return scene
 
 
@@ -188,50 +198,91 @@ def _pick(rng: np.random.Generator, options: Sequence) -> object:
     return options[int(rng.integers(len(options)))]
 
 
-def _source_scene(rng: np.random.Generator, n_objects: int) -> Scene:
-    shapes = [str(s) for s in rng.choice(SHAPES, n_objects, replace=False)]
-    include = [{"class": s, "count": 1, "color": str(_pick(rng, COLORS))} for s in shapes]
-    return scene_for_metadata({"include": include}, rng)
+def _source_scene(rng: np.random.Generator, n_objects: int, profile: WorldProfile, crowd: int) -> Scene:
+    """``n_objects`` objects of distinct shapes, sized (on a grid) for a scene of ``crowd`` objects."""
+    shapes = [str(s) for s in rng.choice(profile.shapes, n_objects, replace=False)]
+    include = [{"class": s, "count": 1, "color": str(_pick(rng, profile.colors))} for s in shapes]
+    return scene_for_metadata({"include": include}, rng, profile=profile, crowd=crowd)
 
 
-def _elementary(kind: str, scene: Scene, rng: np.random.Generator, taken: set[str]) -> Edit:
+def _elementary(kind: str, scene: Scene, rng: np.random.Generator, taken: set[str],
+                profile: WorldProfile) -> Edit:
     """A random edit of ``kind`` on ``scene`` touching no shape in ``taken`` (which it extends)."""
     present = {o.shape for o in scene.objects}
     if kind == "add":
-        shape = str(_pick(rng, [s for s in SHAPES if s not in present | taken]))
+        shape = str(_pick(rng, [s for s in profile.shapes if s not in present | taken]))
         taken.add(shape)
-        return Edit("add", new_shape=shape, new_color=str(_pick(rng, COLORS)))
+        return Edit("add", new_shape=shape, new_color=str(_pick(rng, profile.colors)))
     if kind == "background":
-        return Edit("background", background=str(_pick(rng, [b for b in sorted(BACKGROUND_PHRASES)
+        return Edit("background", background=str(_pick(rng, [b for b in sorted(profile.backgrounds)
                                                                 if b != scene.background])))
     target = _pick(rng, [o for o in scene.objects if o.shape not in taken])
     taken.add(target.shape)
     if kind == "replace":
-        shape = str(_pick(rng, [s for s in SHAPES if s not in present | taken]))
+        shape = str(_pick(rng, [s for s in profile.shapes if s not in present | taken]))
         taken.add(shape)
-        return Edit("replace", target.shape, target.color, shape, str(_pick(rng, COLORS)))
+        return Edit("replace", target.shape, target.color, shape, str(_pick(rng, profile.colors)))
     if kind == "adjust":
         return Edit("adjust", target.shape, target.color,
-                    new_color=str(_pick(rng, [c for c in COLORS if c != target.color])))
+                    new_color=str(_pick(rng, [c for c in profile.colors if c != target.color])))
     return Edit(kind, target.shape, target.color)
 
 
-def random_edit(rng: np.random.Generator, edit_type: str) -> tuple[Scene, tuple[Edit, ...]]:
-    """A source scene and edits of ``edit_type`` that make sense on it (targets present, room left)."""
+#: shapes an edit kind needs that are not in the source scene (a new one for add and replace)
+_NEW_SHAPES = {"add": 1, "replace": 1}
+_COMPOSABLE = ("add", "remove", "replace", "adjust", "background")
+
+
+def edit_types(profile: WorldProfile | str | None = None) -> tuple[str, ...]:
+    """The edit types a profile can make: ``background`` needs two backgrounds, ``add`` and
+    ``replace`` a shape that is not in the (one- or two-object) source scene; all seven in the full world."""
+    profile = get_profile(profile)
+    possible = {"background": len(profile.backgrounds) >= 2,
+                "add": len(profile.shapes) >= 2, "replace": len(profile.shapes) >= 3}
+    return tuple(t for t in EDIT_TYPES if possible.get(t, True))
+
+
+def random_edit(rng: np.random.Generator, edit_type: str,
+                profile: WorldProfile | str | None = None) -> tuple[Scene, tuple[Edit, ...]]:
+    """A source scene and edits of ``edit_type`` that make sense on it (targets present, room
+    left, a new shape for add and replace), over the profile's shapes, colours and backgrounds."""
+    profile = get_profile(profile)
+    if edit_type not in edit_types(profile):
+        raise ValueError(f"the {profile.name!r} world cannot make {edit_type!r} edits "
+                         f"(it can: {', '.join(edit_types(profile))})")
     lowest = {"add": 1, "background": 1}.get(edit_type, 2)  # others keep something to preserve
-    scene = _source_scene(rng, int(rng.integers(lowest, 4)))
-    kinds = ([str(k) for k in rng.choice(["add", "remove", "replace", "adjust", "background"], 2,
-                                         replace=False)] if edit_type == "compose" else [edit_type])
+    # at most 3 objects, fewer when the profile's shapes would run out for add and replace
+    highest = min(3, len(profile.shapes) - _NEW_SHAPES.get(edit_type, 0), profile.max_objects - 1)
+    if edit_type == "compose":
+        highest = min(3, len(profile.shapes) - 1, profile.max_objects - 1)
+    n_objects = int(rng.integers(lowest, max(lowest, highest) + 1))
+    while True:  # on a grid, until an add finds room (the first draw in a world without a grid)
+        # an add may follow: on a grid, the source's boxes are sized for the scene after it
+        scene = _source_scene(rng, n_objects, profile, crowd=n_objects + (edit_type in ("add", "compose")))
+        if edit_type == "compose":
+            allowed = [k for k in _COMPOSABLE if k != "background" or len(profile.backgrounds) >= 2]
+            while True:  # two kinds the scene leaves shapes for (always the first draw in the full world)
+                kinds = [str(k) for k in rng.choice(allowed, 2, replace=False)]
+                if n_objects + sum(_NEW_SHAPES.get(k, 0) for k in kinds) <= len(profile.shapes):
+                    break
+        else:
+            kinds = [edit_type]
+        if not profile.grid or "add" not in kinds or grid_spots(
+                profile, scene.objects, profile.shapes[0], profile.colors[0], profile.sides_for(n_objects + 1)):
+            break
     taken: set[str] = set()
-    return scene, tuple(_elementary(kind, scene, rng, taken) for kind in kinds)
+    return scene, tuple(_elementary(kind, scene, rng, taken, profile) for kind in kinds)
 
 
-def imgedit_shapes_items(items: int = 18, seed: int = 0) -> list[EditItem]:
-    """Item i has type ``EDIT_TYPES[i % 7]`` and depends only on (seed, i)."""
+def imgedit_shapes_items(items: int = 18, seed: int = 0, profile: WorldProfile | str | None = None) -> list[EditItem]:
+    """Item i has type ``types[i % len(types)]`` with ``types = edit_types(profile)`` (the seven
+    ``EDIT_TYPES`` in the full world) and depends only on (seed, i, profile)."""
+    profile = get_profile(profile)
+    types = edit_types(profile)
     out = []
     for i in range(items):
-        edit_type = EDIT_TYPES[i % len(EDIT_TYPES)]
-        scene, edits = random_edit(np.random.default_rng([seed, i]), edit_type)
+        edit_type = types[i % len(types)]
+        scene, edits = random_edit(np.random.default_rng([seed, i]), edit_type, profile)
         subdir = SUBDIRS.get(edit_type, DEFAULT_SUBDIR)
         out.append(EditItem(str(22 + 5 * i + i % 3), f"{subdir}/{100003 + 37 * i:09d}.png",
                             edit_type, edits, scene))
@@ -260,10 +311,11 @@ def judge_prompt(edit_type: str) -> str:
     return "\n".join(lines)
 
 
-def write_imgedit_shapes(folder: str | Path, items: int = 18, seed: int = 0, size: int = 128) -> Path:
+def write_imgedit_shapes(folder: str | Path, items: int = 18, seed: int = 0, size: int = 128,
+                         profile: WorldProfile | str | None = None) -> Path:
     """Write ``basic_edit.json``, ``images/<subdir>/<file>.png`` and ``prompts.json``; returns ``folder``."""
     folder = Path(folder)
-    chosen = imgedit_shapes_items(items, seed)
+    chosen = imgedit_shapes_items(items, seed, profile)
     entries = {}
     for item in chosen:
         save_png(render(item.scene, size=size), folder / "images" / item.image_id)

@@ -5,6 +5,11 @@ The benchmarks' data are the shapes world's, written into the stage folder in th
 (as ``harness demo`` does); each benchmark gets its procedural judges unless the entry names others.
 All runs share one cache (``EVAL/cache``), so when only one model changed, the other's outputs
 and verdicts are reused. The stage's artifact covers every run's result files.
+
+``profile`` (a name in ``shapes.world.PROFILES``, default ``full``) picks the world profile: the
+data are drawn from it, GenEval uses its prompt set, every procedural judge chooses only among its
+shapes and colours, and each run spec carries it as its ``world`` (on every protocol card and in
+every hash, so results of two profiles are never compared).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from harness.spec import ComponentSpec, RunSpec
 from harness.stage import (STAGE_NAME, Ref, Stage, StageContext, StageResult, check_keys, manifest_result,
                            stage_name)
 from shapes.suite import SHAPES_BENCHMARKS, write_once
+from shapes.world import FULL, PROFILES, get_profile
 
 #: parameters the stage passes to the benchmark are the plugin's own, less those it sets from the data
 _DATA_PATH_PARAMS = {"prompts", "csv", "edits", "images", "judge_prompts", "data"}
@@ -49,13 +55,17 @@ def _entries(params: Mapping[str, Any]) -> list[tuple[str, dict, dict]]:
 class EvalStage(Stage):
     """Params: ``models`` ({label: model stage}), ``benchmarks`` (entries: a name, or {name, params,
     judges}; names from shapes.suite.SHAPES_BENCHMARKS), ``model_params`` (extra ``janus`` adapter parameters,
-    e.g. cfg_weight), ``answer_tokens`` (max_new_tokens for MME and MMBench answers, default 8)."""
+    e.g. cfg_weight), ``answer_tokens`` (max_new_tokens for MME and MMBench answers, default 8),
+    ``profile`` (the shapes-world profile, default ``full``)."""
 
     output = "evaluation"
     reuse_folder = True  # runs whose spec is unchanged resume from the shared cache
 
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
-        check_keys(params, {"models", "benchmarks", "model_params", "answer_tokens"}, {"models", "benchmarks"})
+        check_keys(params, {"models", "benchmarks", "model_params", "answer_tokens", "profile"},
+                   {"models", "benchmarks"})
+        if params.get("profile", "full") not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {params['profile']!r}")
         models = params["models"]
         if not isinstance(models, Mapping) or not models:
             raise ValueError("models must map labels to model stages, e.g. {trained: train}")
@@ -82,17 +92,23 @@ class EvalStage(Stage):
         """benchmark -> label -> run spec, writing each benchmark's data first (once)."""
         model_params = {"batch_size": 16, **(params.get("model_params") or {})}
         answer_tokens = params.get("answer_tokens", 8)
+        profile = get_profile(params.get("profile", "full"))
+        # the full world writes, names and judges exactly as before profiles existed
+        profiled = {} if profile is FULL else {"profile": profile.name}
+        world = None if profile is FULL else {"shapes_profile": profile.describe()}
         specs: dict[str, dict[str, RunSpec]] = {}
         for name, bench_params, judge_specs in _entries(params):
             shapes = SHAPES_BENCHMARKS[name]
             data = {key: bench_params.pop(key, default) for key, default in shapes.data.items()}
             located = {}
             if shapes.writer is not None:
-                path = folder / "data" / f"{name}-{hash_value(data, length=8)}-seed{seed}{shapes.suffix}"
-                write_once(path, lambda target: shapes.writer(target, data, seed))
+                tag = f"{profile.name}-" if profiled else ""
+                path = folder / "data" / f"{name}-{tag}{hash_value(data, length=8)}-seed{seed}{shapes.suffix}"
+                write_once(path, lambda target: shapes.writer(target, data, seed, **profiled))
                 located = shapes.locate(path.resolve())
-            benchmark = ComponentSpec(name, {**shapes.fixed, **located, **bench_params})
-            judges = {role: ComponentSpec(kind) for role, kind in shapes.judges.items()}
+            fixed = {**shapes.fixed, **(shapes.profiled(profile) if profiled else {})}
+            benchmark = ComponentSpec(name, {**fixed, **located, **bench_params})
+            judges = {role: ComponentSpec(kind, dict(profiled)) for role, kind in shapes.judges.items()}
             judges.update({role: ComponentSpec.from_dict(judge, f"{name} judges.{role}")
                            for role, judge in judge_specs.items()})
             specs[name] = {}
@@ -101,7 +117,7 @@ class EvalStage(Stage):
                 if shapes.answers:
                     adapter["max_new_tokens"] = answer_tokens
                 specs[name][label] = RunSpec(benchmark=benchmark, model=ComponentSpec("janus", adapter),
-                                             judges=judges, seed=seed)
+                                             judges=judges, seed=seed, world=world)
         return specs
 
     def run(self, params: Mapping[str, Any], inputs: Mapping[str, StageResult], folder: Path,

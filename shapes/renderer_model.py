@@ -20,7 +20,7 @@ from harness.models.base import ModelAdapter, Request
 from harness.registry import register
 from shapes.dense import parse_dense_prompt, scene_for_spec
 from shapes.prompts import NUMBER_WORDS
-from shapes.world import COLORS, PLURALS, RELATIONS, SHAPES, Scene, render, scene_for_metadata
+from shapes.world import COLORS, PLURALS, PROFILES, RELATIONS, SHAPES, Scene, get_profile, render, scene_for_metadata
 
 _COLOR = "|".join(COLORS)
 _SHAPE = "|".join(SHAPES)
@@ -64,24 +64,29 @@ def metadata_from_prompt(prompt: str) -> dict | None:
 @register("model", "shapes-renderer")
 class ShapesRenderer(ModelAdapter):
     """Draws each shapes prompt correctly; randomness (layout, unprompted colours, background)
-    comes from the request's own seed."""
+    comes from the request's own seed. ``profile``: the world profile it draws in (default ``full``)."""
 
     capabilities = frozenset({"text_to_image"})
     version = "2"  # 2: draws dense (DPG-style) prompts; GenEval prompts give the same images as 1
     #: derived generators tried when the placer finds no room for a dense prompt's constraints
     dense_attempts = 5
 
-    def __init__(self, size: int = 64, batch_size: int = 64):
+    def __init__(self, size: int = 64, batch_size: int = 64, profile: str = "full"):
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {tuple(PROFILES)}, got {profile!r}")
         self.size = int(size)
         self.batch_size = int(batch_size)
+        self.profile = get_profile(profile)
 
     @property
     def model_digest(self) -> str:
-        return hash_value({"model": "shapes-renderer", "version": self.version})
+        return hash_value({"model": "shapes-renderer", "version": self.version,
+                           **({"profile": self.profile.name} if self.profile.name != "full" else {})})
 
     @property
     def protocol(self) -> dict:
-        return {"image_size": self.size, "adapter_version": self.version}
+        return {"image_size": self.size, "adapter_version": self.version,
+                **({"profile": self.profile.name} if self.profile.name != "full" else {})}
 
     def generate_images(self, requests: Sequence[Request]) -> list[Image.Image]:
         return [render(self.scene_for(request), size=self.size) for request in requests]
@@ -91,13 +96,13 @@ class ShapesRenderer(ModelAdapter):
         rng = np.random.default_rng(request.seed)
         metadata = metadata_from_prompt(request.prompt)
         if metadata:
-            return scene_for_metadata(metadata, rng)
+            return scene_for_metadata(metadata, rng, profile=self.profile)
         spec = parse_dense_prompt(request.prompt)
         if spec is not None:
             for attempt in range(self.dense_attempts):
                 try:
                     return scene_for_spec(spec, rng if attempt == 0 else
-                                          np.random.default_rng([request.seed, attempt]))
+                                          np.random.default_rng([request.seed, attempt]), self.profile)
                 except (RuntimeError, ValueError):
                     continue
         return Scene(objects=())

@@ -36,8 +36,8 @@ import numpy as np
 
 from harness.fileio import atomic_write_text
 from harness.images import save_png
-from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, random_scene, render,
-                          scene_for_metadata)
+from shapes.world import (COLORS, PLURALS, RELATIONS, SHAPES, Scene, WorldProfile, get_profile,
+                          random_scene, render, scene_for_metadata)
 
 MME_SUFFIX = " Please answer yes or no."
 NUMBER_WORDS: dict[int, str] = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five"}
@@ -158,20 +158,24 @@ def _pick(rng: np.random.Generator, options: list) -> object:
     return options[int(rng.integers(len(options)))]
 
 
-def _existence(rng: np.random.Generator) -> tuple[Scene, str, str]:
-    scene = random_scene(rng, n_objects=int(rng.integers(1, 5)))
-    present = {(o.color, o.shape) for o in scene.objects}
+def _existence(rng: np.random.Generator, profile: WorldProfile) -> tuple[Scene, str, str]:
+    while True:  # a scene that leaves some (colour, shape) out, for the false question (the first, in the full world)
+        scene = random_scene(rng, n_objects=int(rng.integers(1, min(5, profile.max_objects + 1))), profile=profile)
+        present = {(o.color, o.shape) for o in scene.objects}
+        if len(present) < len(profile.colors) * len(profile.shapes):
+            break
     target = _pick(rng, scene.objects)
-    if rng.random() < 0.5:  # colour and shape: the false one shares a colour or shape when it can
-        absent = [(c, s) for c in COLORS for s in SHAPES if (c, s) not in present]
+    shapes = {o.shape for o in scene.objects}
+    absent_shapes = [s for s in profile.shapes if s not in shapes]
+    if rng.random() < 0.5 or not absent_shapes:  # colour and shape: the false one shares a colour or shape when it can
+        absent = [(c, s) for c in profile.colors for s in profile.shapes if (c, s) not in present]
         near = [(c, s) for c, s in absent if any(c == pc or s == ps for pc, ps in present)]
         color, shape = _pick(rng, near or absent)
         template = MME_TEMPLATES["existence_color"]
         yes = fill(template, article=_article(target.color), color=target.color, shape=target.shape)
         no = fill(template, article=_article(color), color=color, shape=shape)
     else:
-        shapes = {o.shape for o in scene.objects}
-        shape = _pick(rng, [s for s in SHAPES if s not in shapes])
+        shape = _pick(rng, absent_shapes)
         template = MME_TEMPLATES["existence"]
         yes = fill(template, article=_article(target.shape), shape=target.shape)
         no = fill(template, article=_article(shape), shape=shape)
@@ -184,20 +188,21 @@ def _count_question(shape: str, n: int) -> str:
     return fill(MME_TEMPLATES["count"], number=NUMBER_WORDS[n], plural=PLURALS[shape])
 
 
-def _count(rng: np.random.Generator) -> tuple[Scene, str, str]:
-    shape, n = str(_pick(rng, list(SHAPES))), int(rng.integers(1, 5))
-    extra = int(rng.integers(0, 6 - n))  # at most five objects in all
-    scene = scene_for_metadata({"include": [{"class": shape, "count": n}]}, rng, distractors=extra)
+def _count(rng: np.random.Generator, profile: WorldProfile) -> tuple[Scene, str, str]:
+    shape, n = str(_pick(rng, list(profile.shapes))), int(rng.integers(1, min(5, profile.max_objects + 1)))
+    extra = int(rng.integers(0, profile.max_objects + 1 - n))  # at most max_objects (five) objects in all
+    scene = scene_for_metadata({"include": [{"class": shape, "count": n}]}, rng, distractors=extra,
+                               profile=profile)
     wrong = int(_pick(rng, [m for m in (n - 1, n + 1) if m in NUMBER_WORDS]))
     return scene, _count_question(shape, n), _count_question(shape, wrong)
 
 
-def _position(rng: np.random.Generator) -> tuple[Scene, str, str]:
-    shape, other = (str(s) for s in rng.choice(SHAPES, 2, replace=False))
+def _position(rng: np.random.Generator, profile: WorldProfile) -> tuple[Scene, str, str]:
+    shape, other = (str(s) for s in rng.choice(profile.shapes, 2, replace=False))
     relation = str(_pick(rng, list(RELATIONS)))
     metadata = {"include": [{"class": other, "count": 1},
                             {"class": shape, "count": 1, "position": [relation, 0]}]}
-    scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(0, 3)))
+    scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(0, 3)), profile=profile)
     # Placement keeps the relation clear by a margin, so every other relation is clearly false.
     false_relation = _pick(rng, [r for r in RELATIONS if r != relation])
     template = MME_TEMPLATES["position"]
@@ -205,45 +210,49 @@ def _position(rng: np.random.Generator) -> tuple[Scene, str, str]:
             fill(template, shape=shape, relation=false_relation, other=other))
 
 
-def _color(rng: np.random.Generator) -> tuple[Scene, str, str]:
-    shape, color = str(_pick(rng, list(SHAPES))), str(_pick(rng, list(COLORS)))
+def _color(rng: np.random.Generator, profile: WorldProfile) -> tuple[Scene, str, str]:
+    shape, color = str(_pick(rng, list(profile.shapes))), str(_pick(rng, list(profile.colors)))
     metadata = {"include": [{"class": shape, "count": 1, "color": color}]}
-    scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(0, 4)))
+    scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(0, 4)), profile=profile)
     seen = sorted({o.color for o in scene.objects} - {color})  # a colour in view is a harder "No"
-    wrong = _pick(rng, seen or [c for c in COLORS if c != color])
+    wrong = _pick(rng, seen or [c for c in profile.colors if c != color])
     template = MME_TEMPLATES["color"]
     return scene, fill(template, shape=shape, color=color), fill(template, shape=shape, color=wrong)
 
 
-_MME_BUILDERS: dict[str, Callable[[np.random.Generator], tuple[Scene, str, str]]] = {
+_MME_BUILDERS: dict[str, Callable[[np.random.Generator, WorldProfile], tuple[Scene, str, str]]] = {
     "existence": _existence, "count": _count, "position": _position, "color": _color}
 
 
-def yes_no_question(subtask: str, rng: np.random.Generator) -> tuple[Scene, str, str]:
-    """A scene and its true and false questions for an MME ``subtask`` (suffix not added)."""
-    return _MME_BUILDERS[subtask](rng)
+def yes_no_question(subtask: str, rng: np.random.Generator,
+                    profile: WorldProfile | str | None = None) -> tuple[Scene, str, str]:
+    """A scene and its true and false questions for an MME ``subtask`` (suffix not added), over
+    the profile's shapes, colours and backgrounds."""
+    return _MME_BUILDERS[subtask](rng, get_profile(profile))
 
 
-def mme_shapes_items(per_subtask: int = 10, seed: int = 0) -> list[YesNoItem]:
+def mme_shapes_items(per_subtask: int = 10, seed: int = 0,
+                     profile: WorldProfile | str | None = None) -> list[YesNoItem]:
     """The MME items, subtask by subtask; image i of a subtask depends only on (seed, subtask, i)."""
+    profile = get_profile(profile)
     items = []
     for number, subtask in enumerate(MME_SUBTASKS):
         for i in range(per_subtask):
             rng = np.random.default_rng([seed, number, i])
-            scene, yes, no = yes_no_question(subtask, rng)
+            scene, yes, no = yes_no_question(subtask, rng, profile)
             # Stems repeat across subtasks, as MME's own image names do.
             items.append(YesNoItem(subtask, f"{i + 1:04d}", scene, yes + MME_SUFFIX, no + MME_SUFFIX))
     return items
 
 
 def write_mme_shapes(folder: str | Path, per_subtask: int = 10, seed: int = 0,
-                     size: int = 128) -> Path:
+                     size: int = 128, profile: WorldProfile | str | None = None) -> Path:
     """Write ``<folder>/<subtask>/<stem>.png`` + ``<stem>.txt`` (MME's flat release layout).
 
     Each ``.txt`` holds two lines ``question<TAB>Yes`` then ``question<TAB>No``. Returns ``folder``.
     """
     folder = Path(folder)
-    for item in mme_shapes_items(per_subtask, seed):
+    for item in mme_shapes_items(per_subtask, seed, profile):
         subdir = folder / item.subtask
         save_png(render(item.scene, size=size), subdir / f"{item.stem}.png")
         atomic_write_text(subdir / f"{item.stem}.txt",

@@ -45,7 +45,7 @@ import pandas as pd
 from harness.fileio import atomic_write_text
 from shapes.understanding import (BACKGROUND_COLOR_WORDS, BACKGROUND_TEXTURE_WORDS,
                                   MCQ_TEMPLATES, QUADRANTS, fill)
-from shapes.world import (COLORS, RELATION_MARGIN, RELATIONS, SHAPES, Scene, random_scene,
+from shapes.world import (RELATION_MARGIN, RELATIONS, Scene, WorldProfile, get_profile, random_scene,
                           relation_vector, render, scene_for_metadata)
 
 LETTERS = "ABCD"
@@ -87,21 +87,21 @@ class ChoiceItem:
         return L2_CATEGORIES[self.category]
 
 
-def _unique(rng: np.random.Generator, k: int, exclude: tuple[str, ...] = ()) -> list[str]:
-    """``k`` distinct shapes not in ``exclude``."""
-    return [str(s) for s in rng.choice([s for s in SHAPES if s not in exclude], k, replace=False)]
+def _unique(rng: np.random.Generator, k: int, profile: WorldProfile, exclude: tuple[str, ...] = ()) -> list[str]:
+    """``k`` distinct shapes of the profile not in ``exclude``."""
+    return [str(s) for s in rng.choice([s for s in profile.shapes if s not in exclude], k, replace=False)]
 
 
 # Each builder returns (scene, question, true option, wrong candidates, preferred wrong ones).
 _Built = tuple[Scene, str, str, list[str], list[str]]
 
 
-def _attribute_recognition(rng: np.random.Generator) -> _Built:
-    (shape,) = _unique(rng, 1)
+def _attribute_recognition(rng: np.random.Generator, profile: WorldProfile) -> _Built:
+    (shape,) = _unique(rng, 1, profile)
     scene = scene_for_metadata({"include": [{"class": shape, "count": 1}]}, rng,
-                               distractors=int(rng.integers(0, 4)))
+                               distractors=int(rng.integers(0, 4)), profile=profile)
     color = next(o.color for o in scene.objects if o.shape == shape)
-    wrong = [c for c in COLORS if c != color]
+    wrong = [c for c in profile.colors if c != color]
     seen = [o.color for o in scene.objects if o.color != color]
     return scene, fill(MCQ_TEMPLATES["attribute_recognition"], shape=shape), color, wrong, seen
 
@@ -110,11 +110,11 @@ def _quadrant(cx: float, cy: float) -> str:
     return ("top" if cy < 0.5 else "bottom") + "-" + ("left" if cx < 0.5 else "right")
 
 
-def _object_localization(rng: np.random.Generator) -> _Built:
-    (shape,) = _unique(rng, 1)
+def _object_localization(rng: np.random.Generator, profile: WorldProfile) -> _Built:
+    (shape,) = _unique(rng, 1, profile)
     for _ in range(200):
         scene = scene_for_metadata({"include": [{"class": shape, "count": 1}]}, rng,
-                                   distractors=int(rng.integers(0, 4)))
+                                   distractors=int(rng.integers(0, 4)), profile=profile)
         target = next(o for o in scene.objects if o.shape == shape)
         if min(abs(target.cx - 0.5), abs(target.cy - 0.5)) >= QUADRANT_MARGIN:
             break
@@ -134,13 +134,13 @@ def _clearly_not(box: tuple[float, ...], ref: tuple[float, ...], relation: str) 
     return sign * vec[axis] <= 0.5 - RELATION_MARGIN
 
 
-def _spatial_relationship(rng: np.random.Generator) -> _Built:
-    shape, other = _unique(rng, 2)
+def _spatial_relationship(rng: np.random.Generator, profile: WorldProfile) -> _Built:
+    shape, other = _unique(rng, 2, profile)
     relation = str(RELATIONS[int(rng.integers(len(RELATIONS)))])
     metadata = {"include": [{"class": other, "count": 1},
                             {"class": shape, "count": 1, "position": [relation, 0]}]}
     for _ in range(200):
-        scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(1, 3)))
+        scene = scene_for_metadata(metadata, rng, distractors=int(rng.integers(1, 3)), profile=profile)
         ref = next(o for o in scene.objects if o.shape == other)
         if all(_clearly_not(o.bbox(), ref.bbox(), relation) for o in scene.objects
                if o.shape not in (shape, other)):
@@ -149,49 +149,67 @@ def _spatial_relationship(rng: np.random.Generator) -> _Built:
         raise RuntimeError("no scene with a single shape in the relation")
     seen = [o.shape for o in scene.objects if o.shape not in (shape, other)]
     question = fill(MCQ_TEMPLATES["spatial_relationship"], relation=relation, other=other)
-    return scene, question, shape, [s for s in SHAPES if s not in (shape, other)], seen
+    return scene, question, shape, [s for s in profile.shapes if s not in (shape, other)], seen
 
 
-def _attribute_comparison(rng: np.random.Generator) -> _Built:
+def _attribute_comparison(rng: np.random.Generator, profile: WorldProfile) -> _Built:
     most = int(rng.integers(2, 4))
-    shapes = _unique(rng, 4)
+    shapes = _unique(rng, min(4, len(profile.shapes)), profile)
     include = [{"class": shapes[0], "count": most}]
-    room = 5 - most
+    room = min(5, profile.max_objects) - most
     for shape in shapes[1:]:  # every other shape strictly fewer times
         count = int(rng.integers(0, min(most - 1, room) + 1)) if room else 0
         if count:
             include.append({"class": shape, "count": count})
             room -= count
-    scene = scene_for_metadata({"include": include}, rng)
+    scene = scene_for_metadata({"include": include}, rng, profile=profile)
     seen = [c["class"] for c in include[1:]]
     return (scene, MCQ_TEMPLATES["attribute_comparison"], shapes[0],
-            [s for s in SHAPES if s != shapes[0]], seen)
+            [s for s in profile.shapes if s != shapes[0]], seen)
 
 
-def _background(rng: np.random.Generator, words: dict[str, str], template: str) -> _Built:
-    scene = random_scene(rng, n_objects=int(rng.integers(1, 5)))
+def _background(rng: np.random.Generator, profile: WorldProfile, words: dict[str, str], template: str) -> _Built:
+    scene = random_scene(rng, n_objects=int(rng.integers(1, min(5, profile.max_objects + 1))), profile=profile)
     truth = words[scene.background]
-    wrong = sorted({w for w in words.values() if w != truth})
+    wrong = sorted({words[b] for b in profile.backgrounds if words[b] != truth})
     return scene, template, truth, wrong, []
 
 
-_BUILDERS: dict[str, Callable[[np.random.Generator], _Built]] = {
+_BUILDERS: dict[str, Callable[[np.random.Generator, WorldProfile], _Built]] = {
     "attribute_recognition": _attribute_recognition,
     "object_localization": _object_localization,
     "spatial_relationship": _spatial_relationship,
     "attribute_comparison": _attribute_comparison,
-    "image_scene": lambda rng: _background(rng, BACKGROUND_COLOR_WORDS, MCQ_TEMPLATES["image_scene"]),
-    "image_style": lambda rng: _background(rng, BACKGROUND_TEXTURE_WORDS, MCQ_TEMPLATES["image_style"]),
+    "image_scene": lambda rng, profile: _background(rng, profile, BACKGROUND_COLOR_WORDS,
+                                                    MCQ_TEMPLATES["image_scene"]),
+    "image_style": lambda rng, profile: _background(rng, profile, BACKGROUND_TEXTURE_WORDS,
+                                                    MCQ_TEMPLATES["image_style"]),
 }
 
 
-def mmbench_shapes_items(questions: int = 40, seed: int = 0) -> list[ChoiceItem]:
-    """The main rows; question i depends only on (seed, i), its kind is ``KINDS[i % 6]``."""
+def question_kinds(profile: WorldProfile | str | None = None) -> tuple[str, ...]:
+    """The kinds a profile can ask: every one of ``KINDS`` that has a wrong option in the profile
+    (a world with one background colour, or one texture, cannot ask about it)."""
+    profile = get_profile(profile)
+    colour_words = {BACKGROUND_COLOR_WORDS[b] for b in profile.backgrounds}
+    texture_words = {BACKGROUND_TEXTURE_WORDS[b] for b in profile.backgrounds}
+    possible = {"spatial_relationship": len(profile.shapes) >= 3, "attribute_comparison": len(profile.shapes) >= 2,
+                "attribute_recognition": len(profile.colors) >= 2, "image_scene": len(colour_words) >= 2,
+                "image_style": len(texture_words) >= 2}
+    return tuple(kind for kind in KINDS if possible.get(kind, True))
+
+
+def mmbench_shapes_items(questions: int = 40, seed: int = 0,
+                         profile: WorldProfile | str | None = None) -> list[ChoiceItem]:
+    """The main rows; question i depends only on (seed, i, profile), its kind is ``kinds[i % len(kinds)]``
+    with ``kinds = question_kinds(profile)`` (all six ``KINDS`` in the full world)."""
+    profile = get_profile(profile)
+    kinds = question_kinds(profile)
     items = []
     for index in range(questions):
         rng = np.random.default_rng([seed, 1000, index])
-        category = KINDS[index % len(KINDS)]
-        scene, question, truth, wrong, preferred = _BUILDERS[category](rng)
+        category = kinds[index % len(kinds)]
+        scene, question, truth, wrong, preferred = _BUILDERS[category](rng, profile)
         n_options = int(rng.integers(2, 5))
         n_wrong = min(n_options - 1, len(wrong))
         # Half the distractors (rounded up) come from what is in view when there is any.
@@ -221,10 +239,10 @@ def _png_base64(scene: Scene, size: int) -> str:
 
 
 def write_mmbench_shapes(path: str | Path, questions: int = 40, seed: int = 0, size: int = 128,
-                         legacy: bool = False) -> Path:
+                         legacy: bool = False, profile: WorldProfile | str | None = None) -> Path:
     """Write the questions and their circular copies as an MMBench TSV; returns ``path``."""
     path = Path(path)
-    items = mmbench_shapes_items(questions, seed)
+    items = mmbench_shapes_items(questions, seed, profile)
     images = {item.index: _png_base64(item.scene, size) for item in items}
     rows = []
     for k in range(len(LETTERS)):  # main rows, then every question's pass 1, pass 2, ...

@@ -91,16 +91,17 @@ class ShapesVQA:
     """Answers dense shapes questions "yes"/"no" from pixels; deterministic.
 
     ``size``: resize images to ``size`` x ``size`` first (None: as given); the detector is tuned
-    for 64-128 px, so large tiles from a real model are best read at 128.
+    for 64-128 px, so large tiles from a real model are best read at 128. ``profile``: the world
+    profile whose shapes and colours the detector chooses among (default ``full``).
     """
 
     judge_id = "shapes-vqa-v1"
     version = VERSION
 
-    def __init__(self, size: int | None = None) -> None:
+    def __init__(self, size: int | None = None, profile: str = "full") -> None:
         self.size = None if size is None else int(size)
-        self.detector = ShapesDetector()
-        self.params = {"size": self.size}
+        self.detector = ShapesDetector(profile=profile)
+        self.params = {"size": self.size, **({"profile": profile} if profile != "full" else {})}
 
     def _prepare(self, image: Image.Image) -> Image.Image:
         image = image.convert("RGB")

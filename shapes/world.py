@@ -14,6 +14,13 @@ Design choices, each made so that pixels are unambiguous at 64x64:
   nearest palette colour of an object's interior is never in doubt.
 * Backgrounds are greys and a beige at RGB distance >= 90 from every palette colour, with texture
   of at most +-10 per channel, so foreground/background separation needs no learning.
+
+A ``WorldProfile`` names a sub-world: the shapes, colours and backgrounds it holds, its image size,
+object sizes and placement (free, or every box on a grid of cells). Every function that draws a
+scene, a prompt, a question or an edit takes one explicitly (``profile=``; None is ``FULL``, the
+whole world, with exactly the outputs these functions had before profiles existed). ``PROFILES``
+holds the named ones: ``full`` and ``grid`` (three shapes on an 8x8 grid of 4 px cells at 32 px,
+the world a CPU-trained tokenizer and tiny Janus can learn in minutes; docs/TRAINING.md).
 """
 from __future__ import annotations
 
@@ -242,6 +249,125 @@ def relation_holds_with_margin(box_a: Sequence[float], box_b: Sequence[float], r
     return along >= 0.5 + margin and abs(across) <= 0.5 - margin
 
 
+# -------------------------------------------------------------------------------------- profiles
+@dataclass(frozen=True)
+class WorldProfile:
+    """A named sub-world: what scenes drawn from it may hold, and how their objects are placed.
+
+    ``grid == 0``: free placement (sizes from ``sizes``, smaller when crowded, see ``_size_range``).
+    ``grid == N``: every object's box lies on an N x N grid of cells (cell = image_size / N px, so a
+    tokenizer whose patches are those cells sees each object as whole codes); box sides are
+    ``grid_sides`` cells, only the smallest from ``crowded`` objects on, ``border_cells`` empty cells
+    along the image's edge and at least ``gap_cells`` between any two boxes. ``max_objects`` caps
+    every scene (benchmarks ask for at most that many objects).
+    """
+
+    name: str
+    shapes: tuple[str, ...] = SHAPES
+    colors: tuple[str, ...] = COLORS
+    backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
+    image_size: int = 64
+    sizes: tuple[float, float] = (MIN_SIZE, MAX_SIZE)
+    grid: int = 0
+    grid_sides: tuple[int, ...] = (2, 3)
+    crowded: int = 3
+    border_cells: int = 1
+    gap_cells: int = 1
+    max_objects: int = 5
+
+    def __post_init__(self) -> None:
+        for field_name in ("shapes", "colors", "backgrounds", "sizes", "grid_sides"):
+            object.__setattr__(self, field_name, tuple(getattr(self, field_name)))
+        unknown = ([s for s in self.shapes if s not in UNIT_POLYGONS] + [c for c in self.colors if c not in PALETTE]
+                   + [b for b in self.backgrounds if b not in BACKGROUNDS])
+        if unknown or not (self.shapes and self.colors and self.backgrounds):
+            raise ValueError(f"profile {self.name!r}: shapes, colours and backgrounds must be non-empty "
+                             f"and from the world's ({', '.join(SHAPES)}; {', '.join(COLORS)}; "
+                             f"{', '.join(BACKGROUNDS)})" + (f"; unknown: {unknown}" if unknown else ""))
+        if self.max_objects < 2 or self.image_size < 8:
+            raise ValueError(f"profile {self.name!r}: max_objects must be >= 2 and image_size >= 8")
+        if self.grid:
+            usable = self.grid - 2 * self.border_cells
+            if (self.image_size % self.grid or not self.grid_sides or min(self.grid_sides) < 1
+                    or max(self.grid_sides) > usable):
+                raise ValueError(f"profile {self.name!r}: the grid must divide the image size and every box "
+                                 f"side fit inside the border ({usable} cells)")
+
+    @property
+    def cell(self) -> float:
+        """A grid cell's side in normalised units (0 without a grid)."""
+        return 1.0 / self.grid if self.grid else 0.0
+
+    def sides_for(self, n_objects: int) -> tuple[int, ...]:
+        """Box sides (cells) allowed in a scene of ``n_objects`` objects."""
+        return (min(self.grid_sides),) if n_objects >= self.crowded else self.grid_sides
+
+    def describe(self) -> dict[str, Any]:
+        """Everything the profile fixes, for protocol cards and manifests."""
+        return {"name": self.name, "shapes": list(self.shapes), "colors": list(self.colors),
+                "backgrounds": list(self.backgrounds), "image_size": self.image_size,
+                "sizes": list(self.sizes), "grid": self.grid, "grid_sides": list(self.grid_sides),
+                "crowded": self.crowded, "border_cells": self.border_cells, "gap_cells": self.gap_cells,
+                "max_objects": self.max_objects}
+
+
+#: the whole world (the tour's and the tests' default)
+FULL = WorldProfile("full")
+#: the demo's world: three shapes in every colour on grey, each box 2 or 3 cells of an 8x8 grid at
+#: 32 px (one 4 px tokenizer patch per cell); measured in docs/TRAINING.md
+GRID = WorldProfile("grid", shapes=("circle", "square", "triangle"), backgrounds=("grey",), image_size=32,
+                    grid=8, grid_sides=(2, 3), crowded=3, border_cells=1, gap_cells=1, max_objects=4)
+PROFILES: dict[str, WorldProfile] = {profile.name: profile for profile in (FULL, GRID)}
+
+
+def get_profile(profile: "WorldProfile | str | None" = None) -> WorldProfile:
+    """A profile given as itself, by name (``PROFILES``), or None (``FULL``)."""
+    if profile is None:
+        return FULL
+    if isinstance(profile, WorldProfile):
+        return profile
+    if isinstance(profile, str) and profile in PROFILES:
+        return PROFILES[profile]
+    raise ValueError(f"unknown shapes-world profile {profile!r} (known: {', '.join(PROFILES)})")
+
+
+def scene_outside_profile(scene: "Scene", profile: "WorldProfile | str | None" = None) -> list[str]:
+    """What in ``scene`` the profile does not allow (empty: nothing): shapes, colours, the
+    background, too many objects, and, on a grid, boxes off the grid, of another side, on the
+    border or closer than the gap."""
+    profile = get_profile(profile)
+    problems = [f"shape {o.shape}" for o in scene.objects if o.shape not in profile.shapes]
+    problems += [f"colour {o.color}" for o in scene.objects if o.color not in profile.colors]
+    if scene.background not in profile.backgrounds:
+        problems.append(f"background {scene.background}")
+    if len(scene.objects) > profile.max_objects:
+        problems.append(f"{len(scene.objects)} objects (at most {profile.max_objects})")
+    if not profile.grid:
+        return problems
+    cells = []
+    for o in scene.objects:
+        side, x0, y0 = o.size * profile.grid, o.cx * profile.grid - o.size * profile.grid / 2, \
+            o.cy * profile.grid - o.size * profile.grid / 2
+        if any(abs(v - round(v)) > 1e-6 for v in (side, x0, y0)):
+            problems.append(f"{o.color} {o.shape} off the grid")
+            continue
+        side, x0, y0 = round(side), round(x0), round(y0)
+        if side not in profile.grid_sides:
+            problems.append(f"{o.color} {o.shape} of side {side} cells")
+        lo, hi = profile.border_cells, profile.grid - profile.border_cells
+        if x0 < lo or y0 < lo or x0 + side > hi or y0 + side > hi:
+            problems.append(f"{o.color} {o.shape} on the border")
+        cells.append((x0, y0, x0 + side, y0 + side))
+    if len(scene.objects) >= profile.crowded and any(round(o.size * profile.grid) != min(profile.grid_sides)
+                                                     for o in scene.objects):
+        problems.append(f"boxes larger than {min(profile.grid_sides)} cells among {len(scene.objects)} objects")
+    for i, a in enumerate(cells):
+        for b in cells[:i]:
+            if not _cells_apart(a, b, profile.gap_cells):
+                problems.append("two boxes closer than the gap")
+    return problems
+
+
 # ------------------------------------------------------------------------------------ placement
 def _boxes_apart(a: tuple[float, ...], b: tuple[float, ...], gap: float) -> bool:
     return (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
@@ -251,25 +377,117 @@ def _inside(box: tuple[float, ...], border: float) -> bool:
     return box[0] >= border and box[1] >= border and box[2] <= 1 - border and box[3] <= 1 - border
 
 
-def _size_range(n_objects: int) -> tuple[float, float]:
+def _size_range(n_objects: int, profile: WorldProfile = None) -> tuple[float, float]:
     """Smaller objects when there are many, so rejection sampling finds room quickly."""
+    low, high = (profile or FULL).sizes
     if n_objects <= 2:
-        return MIN_SIZE + 0.02, MAX_SIZE
+        return low + 0.02, high
     if n_objects <= 4:
-        return MIN_SIZE, 0.28
-    return MIN_SIZE, 0.24
+        return low, min(high, 0.28)
+    return low, min(high, 0.24)
+
+
+def _cells_apart(a: Sequence[int], b: Sequence[int], gap: int) -> bool:
+    """Cell boxes (x0, y0, x1, y1) with at least ``gap`` empty cells between them on one axis."""
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+def grid_object(shape: str, color: str, x0: int, y0: int, side: int, profile: WorldProfile) -> ShapeObject:
+    """The object whose box is cells [x0, x0 + side) x [y0, y0 + side) of the profile's grid."""
+    return ShapeObject(shape, color, (x0 + side / 2) / profile.grid, (y0 + side / 2) / profile.grid,
+                       side / profile.grid)
+
+
+def object_cells(obj: ShapeObject, profile: WorldProfile) -> tuple[int, int, int, int]:
+    """The cell box (x0, y0, x1, y1) of an object placed on the profile's grid."""
+    side = round(obj.size * profile.grid)
+    x0, y0 = round(obj.cx * profile.grid - side / 2), round(obj.cy * profile.grid - side / 2)
+    return x0, y0, x0 + side, y0 + side
+
+
+def grid_spots(profile: WorldProfile, taken: Sequence[ShapeObject], shape: str, color: str,
+               sides: Sequence[int]) -> list[ShapeObject]:
+    """Every grid placement of (shape, colour) with a side from ``sides`` that keeps the gap to
+    ``taken`` and stays inside the border, in a fixed order."""
+    lo, hi = profile.border_cells, profile.grid - profile.border_cells
+    occupied = [object_cells(o, profile) for o in taken]
+    spots = []
+    for side in sides:
+        for y0 in range(lo, hi - side + 1):
+            for x0 in range(lo, hi - side + 1):
+                cell_box = (x0, y0, x0 + side, y0 + side)
+                if all(_cells_apart(cell_box, other, profile.gap_cells) for other in occupied):
+                    spots.append(grid_object(shape, color, x0, y0, side, profile))
+    return spots
+
+
+def _place_on_grid(rng: np.random.Generator, specs: Sequence[tuple[str, str]],
+                   constraints: Sequence[tuple[int, str, int]], profile: WorldProfile,
+                   crowd: int | None = None, max_nodes: int = 20_000) -> list[ShapeObject]:
+    """Objects placed one at a time, each at a random grid spot that keeps the gap and the
+    relations with the objects before it, backtracking from dead ends (a depth-first search over
+    shuffled spots, so every layout that exists is found). ``crowd`` (default: the number of
+    objects) picks the allowed sides."""
+    sides = profile.sides_for(len(specs) if crowd is None else crowd)
+    lo, hi = profile.border_cells, profile.grid - profile.border_cells
+    boxes = [(x0, y0, x0 + side, y0 + side) for side in sides
+             for y0 in range(lo, hi - side + 1) for x0 in range(lo, hi - side + 1)]
+    placed: list[ShapeObject] = []
+    cells: list[tuple[int, int, int, int]] = []
+    nodes = 0
+
+    def fits(i: int, obj: ShapeObject) -> bool:
+        return (all(relation_holds_with_margin(obj.bbox(), placed[b].bbox(), rel)
+                    for a, rel, b in constraints if a == i and b < i)
+                and all(relation_holds_with_margin(placed[a].bbox(), obj.bbox(), rel)
+                        for a, rel, b in constraints if b == i and a < i))
+
+    def search(i: int) -> bool:
+        nonlocal nodes
+        if i == len(specs):
+            return True
+        shape, color = specs[i]
+        for k in rng.permutation(len(boxes)):
+            box = boxes[int(k)]
+            if not all(_cells_apart(box, other, profile.gap_cells) for other in cells):
+                continue
+            nodes += 1
+            if nodes > max_nodes:
+                return False
+            obj = grid_object(shape, color, box[0], box[1], box[2] - box[0], profile)
+            if not fits(i, obj):
+                continue
+            placed.append(obj)
+            cells.append(box)
+            if search(i + 1):
+                return True
+            placed.pop()
+            cells.pop()
+        return False
+
+    if search(0):
+        return placed
+    raise RuntimeError(f"could not place {len(specs)} objects on the {profile.name!r} grid "
+                       f"with constraints {list(constraints)}")
 
 
 def _place(rng: np.random.Generator, specs: Sequence[tuple[str, str]],
            constraints: Iterable[tuple[int, str, int]] = (), tries: int = 300,
-           restarts: int = 50) -> list[ShapeObject]:
+           restarts: int = 50, profile: WorldProfile | None = None,
+           crowd: int | None = None) -> list[ShapeObject]:
     """Place objects (shape, colour) at random, non-overlapping, inside the border.
 
     ``constraints`` are (i, relation, j): object i must stand in ``relation`` to object j with
     margin. Objects are placed one at a time by rejection sampling; a dead end restarts the scene.
+    A grid profile places them on its grid (``_place_on_grid``).
     """
     constraints = list(constraints)
-    lo, hi = _size_range(len(specs))
+    profile = profile or FULL
+    if profile.grid:
+        if len(specs) > profile.max_objects:
+            raise RuntimeError(f"{len(specs)} objects: the {profile.name!r} world holds at most {profile.max_objects}")
+        return _place_on_grid(rng, specs, constraints, profile, crowd=crowd)
+    lo, hi = _size_range(len(specs), profile)
     for _ in range(restarts):
         placed: list[ShapeObject] = []
         for i, (shape, color) in enumerate(specs):
@@ -295,36 +513,49 @@ def _place(rng: np.random.Generator, specs: Sequence[tuple[str, str]],
 
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None,
-                 shapes: Sequence[str] = SHAPES, colors: Sequence[str] = COLORS,
-                 backgrounds: Sequence[str] = tuple(BACKGROUNDS)) -> Scene:
-    """A scene of 1-5 (or ``n_objects``) random, separated shapes on a random background."""
-    n = int(rng.integers(1, 6)) if n_objects is None else n_objects
+                 shapes: Sequence[str] | None = None, colors: Sequence[str] | None = None,
+                 backgrounds: Sequence[str] | None = None, profile: WorldProfile | str | None = None) -> Scene:
+    """A scene of 1 to ``max_objects`` (or ``n_objects``) random, separated shapes on a random
+    background; ``shapes``, ``colors`` and ``backgrounds`` default to the profile's."""
+    profile = get_profile(profile)
+    shapes = profile.shapes if shapes is None else shapes
+    colors = profile.colors if colors is None else colors
+    backgrounds = profile.backgrounds if backgrounds is None else backgrounds
+    n = int(rng.integers(1, profile.max_objects + 1)) if n_objects is None else n_objects
     specs = [(str(rng.choice(shapes)), str(rng.choice(colors))) for _ in range(n)]
-    return Scene(tuple(_place(rng, specs)), str(rng.choice(backgrounds)), int(rng.integers(2**31)))
+    return Scene(tuple(_place(rng, specs, profile=profile)), str(rng.choice(backgrounds)), int(rng.integers(2**31)))
 
 
 def scene_for_metadata(metadata: dict, rng: np.random.Generator, distractors: int = 0,
-                       backgrounds: Sequence[str] = tuple(BACKGROUNDS)) -> Scene:
+                       backgrounds: Sequence[str] | None = None,
+                       profile: WorldProfile | str | None = None, crowd: int | None = None) -> Scene:
     """A scene that satisfies a GenEval metadata dict (include / exclude / color / position).
 
     Each include clause gets exactly ``count`` objects of its class (its colour if given, else a
     random one); a clause ``position: [relation, j]`` makes every object of it stand in that
     relation, with margin, to every object of clause j. ``distractors`` adds objects of classes no
-    clause names, so they can never change a count.
+    clause names, so they can never change a count. Shapes, colours, backgrounds and placement come
+    from the profile (``backgrounds`` narrows its backgrounds); a clause naming a shape or colour
+    the profile lacks is an error. ``crowd``: on a grid, the object count the box sides are chosen
+    for (default: this scene's; an edit's source that will gain an object passes one more).
     """
+    profile = get_profile(profile)
+    backgrounds = profile.backgrounds if backgrounds is None else backgrounds
     include = metadata.get("include", [])
     specs: list[tuple[str, str]] = []
     clause_of: list[int] = []
     for idx, clause in enumerate(include):
-        if clause["class"] not in UNIT_POLYGONS:
-            raise ValueError(f"class {clause['class']!r} is not in the shapes vocabulary {SHAPES}")
+        if clause["class"] not in profile.shapes:
+            raise ValueError(f"class {clause['class']!r} is not in the shapes vocabulary {profile.shapes}")
+        if clause.get("color") and clause["color"] not in profile.colors:
+            raise ValueError(f"colour {clause['color']!r} is not in the {profile.name!r} world's {profile.colors}")
         for _ in range(int(clause.get("count", 1))):
-            specs.append((clause["class"], clause.get("color") or str(rng.choice(COLORS))))
+            specs.append((clause["class"], clause.get("color") or str(rng.choice(profile.colors))))
             clause_of.append(idx)
     named = {c["class"] for c in include} | {c["class"] for c in metadata.get("exclude", [])}
-    others = [s for s in SHAPES if s not in named]
-    for _ in range(distractors if others else 0):
-        specs.append((str(rng.choice(others)), str(rng.choice(COLORS))))
+    others = [s for s in profile.shapes if s not in named]
+    for _ in range(min(distractors, profile.max_objects - len(specs)) if others else 0):
+        specs.append((str(rng.choice(others)), str(rng.choice(profile.colors))))
         clause_of.append(-1)
     constraints = []
     for idx, clause in enumerate(include):
@@ -332,7 +563,7 @@ def scene_for_metadata(metadata: dict, rng: np.random.Generator, distractors: in
             relation, target = clause["position"][0], int(clause["position"][1])
             constraints += [(i, relation, j) for i, ci in enumerate(clause_of) if ci == idx
                             for j, cj in enumerate(clause_of) if cj == target]
-    objects = _place(rng, specs, constraints)
+    objects = _place(rng, specs, constraints, profile=profile, crowd=crowd)
     scene = Scene(tuple(objects), str(rng.choice(list(backgrounds))), int(rng.integers(2**31)))
     failures = scene_failures(scene, metadata)
     if failures:  # cannot happen for well-formed metadata; guards against contradictory input

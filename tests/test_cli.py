@@ -86,25 +86,37 @@ def test_demo_writes_a_report_with_table_and_image_grid(tmp_path, capsys):
 
 
 # The demo's pipeline (examples/shapes-pipeline.yaml) at tiny sizes: every stage runs for real.
-TINY_DEMO = ["stages.data.params.overrides={steps.0.params.t2i: 12, steps.0.params.edits: 4}",
-             "stages.vq.params={image_size: 32, patch_size: 8, steps: 5, batch_size: 2, eval_scenes: 0}",
+_TINY_TRAIN = ["epochs=1", "global_batch=4", "micro_batch=4"]
+TINY_DEMO = ["stages.data.params.overrides={steps.0.params.t2i: 12}",
+             "stages.wrong-captions-data.params.overrides={steps.0.params.t2i: 12}",
+             "stages.vq.params={profile: grid, image_size: 32, patch_size: 4, num_res_blocks: 0, steps: 5, "
+             "batch_size: 2, eval_scenes: 0}",
              "stages.untrained.params.hidden=32", "stages.untrained.params.layers=1",
-             "stages.trained.params.epochs=1", "stages.trained.params.micro_batch=4",
+             *[f"stages.{name}.params.{value}" for name in ("shapes", "wrong-captions") for value in _TINY_TRAIN],
              "stages.eval.params.benchmarks=[{name: geneval, params: {per_tag: 1, images_per_prompt: 1}}]",
              "stages.report.params.n_boot=100"]
 
 
-def test_demo_runs_the_shapes_pipeline_and_prints_the_paired_test(tmp_path, capsys):
+def test_demo_runs_the_shapes_pipeline_and_prints_the_ranking(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--no-progress", *[a for s in TINY_DEMO for a in ("--set", s)]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == f"report: {out / 'report' / 'report.html'}"
     stages = json.loads((out / "pipeline.json").read_text())["stages"]
-    assert list(stages) == ["data", "vq", "untrained", "trained", "eval", "report"]
-    assert [line.split()[1] for line in lines[:6]] == list(stages)  # one line per stage, then the headline
-    assert re.fullmatch(r"geneval: trained - untrained = [-+]\d\.\d{4} \(paired test p = [\d.e-]+\)", lines[6])
+    assert list(stages) == ["data", "wrong-captions-data", "vq", "untrained", "shapes", "wrong-captions", "eval",
+                            "report"]
+    assert [line.split()[1] for line in lines[:8]] == list(stages)  # one line per stage, then the headline
+    number = r"(?:[\d.e+-]+|n/a)"
+    p_value = r"\(p (?:= [\d.e-]+|< 0\.0001)\)"
+    assert re.fullmatch(rf"geneval: [a-z-]+ {number}(?: [>=] [a-z-]+ {number} (?:{p_value}|\(not comparable\)))"
+                        r"{2}", lines[8]), lines[8]
+    assert re.fullmatch(r"geneval: shapes - wrong-captions = [-+][\d.e-]+ \(paired test p = [\d.e-]+\)", lines[9])
+    assert re.fullmatch(r"geneval: shapes - untrained = [-+][\d.e-]+ \(paired test p = [\d.e-]+\)", lines[10])
     page = (out / "report" / "report.html").read_text()
     assert all(stage["hash"] in page for name, stage in stages.items() if name != "report")
+    assert "Ranking" in page and "side by side" in page
+    summary = json.loads((out / "eval" / "runs" / "geneval" / "shapes" / "summary.json").read_text())
+    assert summary["protocol"]["world"]["shapes_profile"]["name"] == "grid"
 
 
 @pytest.mark.parametrize("override, message", [

@@ -264,15 +264,21 @@ def test_the_example_pipeline_loads_with_every_shapes_benchmark():
     path = RECIPE.parent / "shapes-pipeline.yaml"
     spec = PipelineSpec.load(path)
     assert [(s.name, s.kind) for s in spec.stages] == [
-        ("data", "synth"), ("vq", "shapes-vq"), ("untrained", "tiny-janus"), ("trained", "train"),
-        ("eval", "eval"), ("report", "report")]
+        ("data", "synth"), ("wrong-captions-data", "synth"), ("vq", "shapes-vq"), ("untrained", "tiny-janus"),
+        ("shapes", "train"), ("wrong-captions", "train"), ("eval", "eval"), ("report", "report")]
     benchmarks = {entry["name"] for entry in spec.stage("eval").params["benchmarks"]}
     assert benchmarks == {"geneval", "dpg", "imgedit", "mme", "mmbench"}
-    assert spec.stage("eval").params["models"] == {"untrained": "untrained", "trained": "trained"}
-    # the recipe is found next to the pipeline file, whatever the current folder
+    assert spec.stage("eval").params["models"] == {"shapes": "shapes", "wrong-captions": "wrong-captions",
+                                                   "untrained": "untrained"}
+    # the two recipes, (a) and (b), differ only in the wrong-captions step, and both are the grid world's
+    training = [{k: v for k, v in spec.stage(name).params.items() if k != "data"} for name in ("shapes", "wrong-captions")]
+    assert training[0] == training[1]
+    assert spec.stage("eval").params["profile"] == spec.stage("vq").params["profile"] == "grid"
+    # the recipes are found next to the pipeline file, whatever the current folder
     ctx = StageContext(seed=0, base_dir=Path(spec.base_dir), out=Path("unused"))
-    identity = stage_plugin("synth").identity(spec.stage("data").params, ctx)
-    assert [step["name"] for step in identity["recipe"]["steps"]] == ["shapes-world", "shapes-render"]
+    steps = [[step["name"] for step in stage_plugin("synth").identity(spec.stage(name).params, ctx)["recipe"]["steps"]]
+             for name in ("data", "wrong-captions-data")]
+    assert steps == [["shapes-world", "shapes-render"], ["shapes-world", "shapes-wrong-captions", "shapes-render"]]
 
 
 @pytest.mark.parametrize("params, message", [

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from harness.artifacts import read_manifest, verify, write_manifest
 from harness.hashing import hash_value
 from shapes.prompts import random_geneval_prompt
-from shapes.world import Scene, render, scene_for_metadata
+from shapes.world import Scene, WorldProfile, get_profile, render, scene_for_metadata
 
 ARTIFACT_KIND = "vq-tokenizer"
 TRAINER_VERSION = "shapes-vq/1"
@@ -66,6 +66,35 @@ class ShapesVQSettings:
     autoencoder_steps: int = 0  # first steps decode the continuous latents; then codes start from them
     reconstruction: str = "mse"  # "mse" weighs large (colour) errors up; "l1" tends to grey medians
     conv_init: str = "pytorch"  # "pytorch": torch's default conv init; "hf": the port's normal(0.02)
+    profile: str = "full"  # the shapes-world profile its scenes are drawn from (shapes.world.PROFILES)
+    #: pulls the encoder's (normalised) latents of pixel-identical patches of a batch together, so a
+    #: patch gets the same code whatever surrounds it (docs/TRAINING.md: context codes are what the
+    #: language model then has to learn); 0 = off
+    consistency_weight: float = 0.0
+    #: where dead codes are re-seeded: "random" encoder outputs of the batch, or "farthest": one at a
+    #: time at the output farthest from every live code (and only while one is farther than
+    #: ``reseed_distance``), so frequent patches (plain background) do not split over many codes
+    reseed_from: str = "random"
+    reseed_distance: float = 0.05
+    #: for the first this many steps, training quantises each group of pixel-identical patches of a
+    #: batch by its mean latent, so codes come to depend on the patch alone (with
+    #: ``consistency_weight``); later steps quantise each patch on its own, as encoding does
+    group_code_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.reseed_from not in ("random", "farthest"):
+            raise ValueError(f"reseed_from must be 'random' or 'farthest', got {self.reseed_from!r}")
+        if self.consistency_weight < 0 or self.group_code_steps < 0:
+            raise ValueError("consistency_weight and group_code_steps must be >= 0")
+
+    def identity(self) -> dict[str, Any]:
+        """The hashed settings; fields added later are left out at their defaults, so tokenizers
+        made before them keep their hashes."""
+        settings = asdict(self)
+        for key, default in _LATER_FIELDS.items():
+            if settings[key] == default:
+                settings.pop(key)
+        return settings
 
     def multiplier(self) -> list[int]:
         levels = int(round(np.log2(self.patch_size)))
@@ -77,6 +106,11 @@ class ShapesVQSettings:
         if any(self.base_channels * m % 32 for m in mult):  # GroupNorm(32) is hard-coded in the port
             raise ValueError("base_channels x every multiplier must be a multiple of 32")
         return mult
+
+
+#: settings added after tokenizers were first made, with the default that leaves training as it was
+_LATER_FIELDS: dict[str, Any] = {"profile": "full", "consistency_weight": 0.0, "reseed_from": "random",
+                                  "reseed_distance": 0.05, "group_code_steps": 0}
 
 
 def vq_config(settings: ShapesVQSettings, projection_dim: int = 64):
@@ -95,9 +129,10 @@ def vq_config(settings: ShapesVQSettings, projection_dim: int = 64):
 
 
 # ------------------------------------------------------------------------------------------- data
-def training_scene(rng: np.random.Generator) -> Scene:
-    """A scene a shapes GenEval prompt asks for (1-4 objects, every tag, every colour)."""
-    return scene_for_metadata(random_geneval_prompt(rng), rng)
+def training_scene(rng: np.random.Generator, profile: WorldProfile | str | None = None) -> Scene:
+    """A scene a shapes GenEval prompt of the profile asks for (1-4 objects, every tag, every colour)."""
+    profile = get_profile(profile)
+    return scene_for_metadata(random_geneval_prompt(rng, profile=profile), rng, profile=profile)
 
 
 def to_pixels(images: Sequence[Any]) -> torch.Tensor:
@@ -114,9 +149,10 @@ def to_images(pixels: torch.Tensor) -> list[Any]:
     return [Image.fromarray(v.numpy()) for v in values]
 
 
-def batch(rng: np.random.Generator, size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(rng: np.random.Generator, size: int, image_size: int,
+          profile: WorldProfile | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixels and a foreground mask (pixels that differ from the bare background) of fresh scenes."""
-    scenes = [training_scene(rng) for _ in range(size)]
+    scenes = [training_scene(rng, profile) for _ in range(size)]
     pixels = to_pixels([render(s, image_size) for s in scenes])
     bare = to_pixels([render(Scene((), s.background, s.texture_seed), image_size) for s in scenes])
     foreground = ((pixels - bare).abs().amax(dim=1, keepdim=True) > 0.02).float()
@@ -131,26 +167,58 @@ def nearest_codes(latents: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor
     return ids.view(latents.shape[0], -1)
 
 
-def _quantise(vq, pixels: torch.Tensor, continuous: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Straight-through quantised latents, the codebook + commitment loss parts, and the code ids.
-    ``continuous``: pass the normalised latents through unquantised (autoencoder warm-up)."""
+def _quantise(vq, pixels: torch.Tensor, continuous: bool = False, patch: int = 0,
+              group_codes: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Straight-through quantised latents, the codebook + commitment (+ consistency, with ``patch``)
+    loss parts, and the code ids. ``continuous``: pass the normalised latents through unquantised
+    (autoencoder warm-up)."""
     latents = vq.quant_conv(vq.encoder(pixels))
     b, d, h, w = latents.shape
     z = F.normalize(latents.permute(0, 2, 3, 1).reshape(-1, d), dim=-1)
     codebook = F.normalize(vq.quantize.embedding.weight, dim=-1)
-    ids = (z.detach() @ codebook.T).argmax(dim=1)
+    target = z.detach()
+    if group_codes and patch:  # one code per group of identical patches: the group's mean latent's
+        groups = _patch_groups(pixels, patch)
+        count = torch.bincount(groups).clamp(min=1).unsqueeze(1).to(z.dtype)
+        sums = torch.zeros(int(groups.max()) + 1, d, device=z.device, dtype=z.dtype).index_add(0, groups, target)
+        target = F.normalize(sums / count, dim=-1)[groups]
+    ids = (target @ codebook.T).argmax(dim=1)
     q = codebook[ids]
-    codebook_loss = F.mse_loss(q, z.detach())
+    codebook_loss = F.mse_loss(q, target)
     commitment = F.mse_loss(z, q.detach())
     q_st = z if continuous else z + (q - z).detach()  # decoder gradient reaches the encoder unchanged
-    return q_st.view(b, h, w, d).permute(0, 3, 1, 2), torch.stack([codebook_loss, commitment]), ids
+    terms = [codebook_loss, commitment]
+    if patch:
+        terms.append(_patch_consistency(z, pixels, patch))
+    return q_st.view(b, h, w, d).permute(0, 3, 1, 2), torch.stack(terms), ids
 
 
-def _reseed_dead_codes(vq, usage: torch.Tensor, pixels: torch.Tensor, generator: torch.Generator) -> int:
-    """Point codes unused since the last check at encoder outputs of this batch; return how many."""
+def _patch_groups(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """The group of each patch (raster order per image): patches with exactly the same pixels share one."""
+    b, c, height, width = pixels.shape
+    tiles = pixels.reshape(b, c, height // patch, patch, width // patch, patch).permute(0, 2, 4, 1, 3, 5)
+    return torch.unique(tiles.reshape(-1, c * patch * patch), dim=0, return_inverse=True)[1]
+
+
+def _patch_consistency(z: torch.Tensor, pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Mean squared distance of each patch's latent (rows of ``z``, in raster order per image) from
+    the mean latent of the batch's patches with exactly the same pixels."""
+    groups = _patch_groups(pixels, patch)
+    count = torch.bincount(groups).clamp(min=1).unsqueeze(1).to(z.dtype)
+    means = torch.zeros(int(groups.max()) + 1, z.shape[1], device=z.device, dtype=z.dtype).index_add(0, groups, z)
+    return ((z - (means / count)[groups]) ** 2).sum(dim=1).mean()
+
+
+def _reseed_dead_codes(vq, usage: torch.Tensor, pixels: torch.Tensor, generator: torch.Generator,
+                       settings: ShapesVQSettings | None = None, initial: bool = False) -> int:
+    """Point codes unused since the last check at encoder outputs of this batch; return how many.
+    ``initial`` (the end of the autoencoder warm-up): every code is placed, farthest-first in the
+    "farthest" mode."""
     dead = torch.nonzero(usage == 0).flatten()
     if len(dead) == 0:
         return 0
+    if settings is not None and settings.reseed_from == "farthest":
+        return _reseed_farthest(vq, dead, usage, pixels, -1.0 if initial else settings.reseed_distance)
     with torch.no_grad():
         latents = vq.quant_conv(vq.encoder(pixels))
         z = F.normalize(latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]), dim=-1)
@@ -158,6 +226,27 @@ def _reseed_dead_codes(vq, usage: torch.Tensor, pixels: torch.Tensor, generator:
         noise = 0.01 * torch.randn(len(dead), z.shape[1], generator=generator).to(z.device)
         vq.quantize.embedding.weight[dead] = F.normalize(z[pick] + noise, dim=-1)
     return len(dead)
+
+
+def _reseed_farthest(vq, dead: torch.Tensor, usage: torch.Tensor, pixels: torch.Tensor, threshold: float) -> int:
+    """Farthest-point reseeding: each dead code in turn goes to the batch's encoder output farthest
+    (squared distance of unit vectors) from every live or already reseeded code, while that is
+    more than ``threshold``; the rest stay dead. Deterministic given the batch."""
+    with torch.no_grad():
+        latents = vq.quant_conv(vq.encoder(pixels))
+        z = F.normalize(latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1]), dim=-1)
+        weight = vq.quantize.embedding.weight
+        alive = F.normalize(weight[usage > 0], dim=-1)
+        nearest = (2 - 2 * (z @ alive.T).amax(dim=1)) if len(alive) else torch.full((len(z),), 4.0, device=z.device)
+        done = 0
+        for code in dead.tolist():
+            far = int(nearest.argmax())
+            if float(nearest[far]) <= threshold:
+                break
+            weight[code] = z[far]
+            nearest = torch.minimum(nearest, 2 - 2 * (z @ z[far]))
+            done += 1
+    return done
 
 
 def reconstruct(vq, images: Sequence[Any]) -> list[Any]:
@@ -194,31 +283,48 @@ def scene_read_correctly(scene: Scene, detections: Sequence[Any], image_size: in
 
 
 def reconstruction_accuracy(vq, scenes: Sequence[Scene], image_size: int = 64, min_score: float = 0.9,
-                            position_tolerance: float | None = 0.1, batch_size: int = 64) -> float:
-    """Share of ``scenes`` whose VQ reconstruction the shapes detector reads correctly."""
+                            position_tolerance: float | None = 0.1, batch_size: int = 64,
+                            profile: str = "full", progress: bool = False) -> float:
+    """Share of ``scenes`` whose VQ reconstruction the shapes detector (of ``profile``) reads correctly."""
     from shapes.detector import ShapesDetector
 
-    detector = ShapesDetector()
+    detector = ShapesDetector(profile=profile)
     correct = 0
+    bar = _progress_bar(progress, len(scenes), "tokenizer readback")
     for start in range(0, len(scenes), batch_size):
         chunk = scenes[start:start + batch_size]
         for scene, image in zip(chunk, reconstruct(vq, [render(s, image_size) for s in chunk])):
             correct += scene_read_correctly(scene, detector.detect_one(image), image_size,
                                             min_score, position_tolerance)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return correct / max(len(scenes), 1)
 
 
-def held_out_scenes(count: int, seed: int = 10_000) -> list[Scene]:
+def _progress_bar(show: bool, total: int, desc: str):
+    """A tqdm bar on stderr, or None."""
+    if not show:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+
+def held_out_scenes(count: int, seed: int = 10_000, profile: WorldProfile | str | None = None) -> list[Scene]:
     """Evaluation scenes from their own generator (training draws from ``seed`` of the settings)."""
     rng = np.random.default_rng(seed)
-    return [training_scene(rng) for _ in range(count)]
+    return [training_scene(rng, profile) for _ in range(count)]
 
 
 # ---------------------------------------------------------------------------------------- training
-def train_vq_model(settings: ShapesVQSettings, log_every: int = 0, device: str = "cpu"):
+def train_vq_model(settings: ShapesVQSettings, log_every: int = 0, device: str = "cpu", progress: bool = False):
     """Train a ``JanusVQVAE`` on ``device``; return it (on the CPU, eval mode, unit-norm codebook) and
     the training metrics. Scenes and random draws are made on the CPU, so only float rounding differs
-    between devices."""
+    between devices. ``progress``: a progress bar of the steps on stderr."""
     from transformers import JanusVQVAE
 
     rng = np.random.default_rng(settings.seed)
@@ -238,13 +344,17 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0, device: str =
         usage = torch.zeros(settings.codebook_size, device=device)
         history, reseeded, started = [], 0, time.perf_counter()
         vq.train()
+        bar = _progress_bar(progress, settings.steps, "tokenizer")
         for step in range(settings.steps):
-            pixels, foreground = (t.to(device) for t in batch(rng, settings.batch_size, settings.image_size))
+            pixels, foreground = (t.to(device) for t in batch(rng, settings.batch_size, settings.image_size,
+                                                              settings.profile))
             warming_up = step < settings.autoencoder_steps
             if step == settings.autoencoder_steps and step:  # every code starts at a latent of this batch
                 usage.zero_()
-                reseeded += _reseed_dead_codes(vq, usage, pixels, generator)
-            quantised, vq_terms, ids = _quantise(vq, pixels, continuous=warming_up)
+                reseeded += _reseed_dead_codes(vq, usage, pixels, generator, settings, initial=True)
+            quantised, vq_terms, ids = _quantise(
+                vq, pixels, continuous=warming_up, group_codes=step < settings.group_code_steps,
+                patch=settings.patch_size if settings.consistency_weight or settings.group_code_steps else 0)
             decoded = vq.decoder(vq.post_quant_conv(quantised))
             weight = 1.0 + settings.foreground_weight * foreground
             if settings.edge_weight:
@@ -253,18 +363,26 @@ def train_vq_model(settings: ShapesVQSettings, log_every: int = 0, device: str =
             error = (decoded - pixels).abs() if settings.reconstruction == "l1" else (decoded - pixels) ** 2
             reconstruction = (weight * error).mean() / weight.mean()
             loss = reconstruction if warming_up else reconstruction + vq_terms[0] + settings.beta * vq_terms[1]
+            if settings.consistency_weight:
+                loss = loss + settings.consistency_weight * vq_terms[2]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             schedule.step()
             usage += torch.bincount(ids, minlength=settings.codebook_size)
             history.append(float(reconstruction.detach()))
+            if bar is not None:
+                bar.update(1)
+                if (step + 1) % 25 == 0:
+                    bar.set_postfix(reconstruction=f"{np.mean(history[-25:]):.4f}", refresh=False)
             if settings.reseed_every and (step + 1) % settings.reseed_every == 0 and step + 1 < settings.steps:
-                reseeded += _reseed_dead_codes(vq, usage, pixels, generator)
+                reseeded += _reseed_dead_codes(vq, usage, pixels, generator, settings)
                 usage.zero_()
             if log_every and (step + 1) % log_every == 0:
                 print(f"step {step + 1} rec {np.mean(history[-log_every:]):.4f} "
                       f"used {int((usage > 0).sum())} {time.perf_counter() - started:.0f}s", flush=True)
+    if bar is not None:
+        bar.close()
     vq.cpu().eval()
     with torch.no_grad():  # unit rows: HF encode() then agrees with the normalised search
         vq.quantize.embedding.weight.copy_(F.normalize(vq.quantize.embedding.weight, dim=-1))
@@ -298,17 +416,19 @@ def load_vq(folder: str | Path):
 
 def train_shapes_vq(out_dir: str | Path, image_size: int = 64, patch_size: int = 8, steps: int = 400,
                     batch_size: int = 8, seed: int = 0, eval_scenes: int = 200, log_every: int = 0,
-                    device: str = "cpu", **overrides: Any) -> Path:
+                    device: str = "cpu", progress: bool = False, **overrides: Any) -> Path:
     """Train (or reuse) the shapes VQ tokenizer artifact in ``out_dir``; return ``out_dir``.
 
     ``overrides`` are further ``ShapesVQSettings`` fields. A folder whose manifest verifies and was
     made from the same settings is returned as is; one made from other settings is an error (delete
     it or pick another folder). ``eval_scenes`` held-out scenes are scored into ``metrics.json``.
-    ``device`` (e.g. "cuda" for a recipe sweep) is recorded in the manifest's info, not in its inputs.
+    ``device`` (e.g. "cuda" for a recipe sweep) is recorded in the manifest's info, not in its inputs;
+    ``progress`` shows progress bars (training, then the held-out readback) on stderr.
     """
     settings = ShapesVQSettings(image_size=image_size, patch_size=patch_size, steps=steps,
                                 batch_size=batch_size, seed=seed, **overrides)
-    spec = {"trainer": TRAINER_VERSION, **asdict(settings)}
+    get_profile(settings.profile)  # a known profile, before any training
+    spec = {"trainer": TRAINER_VERSION, **settings.identity()}
     inputs = {"settings": hash_value(spec)}
     out = Path(out_dir)
     existing = read_manifest(out)
@@ -317,14 +437,15 @@ def train_shapes_vq(out_dir: str | Path, image_size: int = 64, patch_size: int =
             raise ValueError(f"{out} holds a VQ tokenizer trained with other settings ({existing.spec}); "
                              "use another folder")
         return out
-    vq, metrics = train_vq_model(settings, log_every, device)
+    vq, metrics = train_vq_model(settings, log_every, device, progress)
     if eval_scenes:
         started = time.perf_counter()
-        scenes = held_out_scenes(eval_scenes)
+        scenes = held_out_scenes(eval_scenes, profile=settings.profile)
         metrics["held_out_scenes"] = eval_scenes
-        metrics["held_out_accuracy"] = reconstruction_accuracy(vq, scenes, image_size)
+        metrics["held_out_accuracy"] = reconstruction_accuracy(vq, scenes, image_size, profile=settings.profile,
+                                                               progress=progress)
         metrics["held_out_accuracy_ignoring_position"] = reconstruction_accuracy(
-            vq, scenes, image_size, position_tolerance=None)
+            vq, scenes, image_size, position_tolerance=None, profile=settings.profile)
         metrics["eval_seconds"] = round(time.perf_counter() - started, 1)
     save_vq(vq, out)
     # timings go to the manifest's info only: the hashed files are the same for the same settings,

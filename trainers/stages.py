@@ -53,7 +53,7 @@ class ShapesVQStage(Stage):
             ctx: StageContext) -> StageResult:
         from trainers.shapes_vq import train_shapes_vq
 
-        train_shapes_vq(folder, **self._settings(params))
+        train_shapes_vq(folder, progress=ctx.show_progress, **self._settings(params))
         info = read_manifest(folder).info  # metrics.json plus the timings
         keys = ("held_out_accuracy", "final_reconstruction_loss", "train_seconds")
         return manifest_result(folder, {k: info[k] for k in keys if k in info})
@@ -149,7 +149,8 @@ class TrainStage(Stage):
         from trainers.janus4o.loop import train
 
         base, data = inputs[params["model"]], inputs[params["data"]]
-        model = train(base.target, dataset_json(data.folder), folder, self._config(params))
+        model = train(base.target, dataset_json(data.folder), folder, self._config(params),
+                      progress=ctx.show_progress)
         return manifest_result(folder, _train_facts(folder), path=model)
 
 

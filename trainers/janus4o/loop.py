@@ -130,6 +130,38 @@ def micro_batch(sample_count: int, config: OptimisationConfig, plan: Plan, index
 # -- outputs -----------------------------------------------------------------------------------
 
 
+class _ExampleCache:
+    """Built examples (token ids and pixels) kept for later epochs while they fit in ``budget`` bytes:
+    small-image runs (the shapes world) stop re-reading and re-processing every image each epoch.
+    An example is a pure function of its sample, so the batches are the same with or without it."""
+
+    def __init__(self, build, budget: int = 512 * 2**20):
+        self.build, self.budget, self.used = build, budget, 0
+        self.kept: dict[int, Any] = {}
+
+    def get(self, index: int):
+        example = self.kept.get(index)
+        if example is None:
+            example = self.build(index)
+            size = sum(t.numel() * t.element_size() for t in (example.input_ids, example.input_pixels,
+                                                              example.target_pixels))
+            if self.used + size <= self.budget:
+                self.kept[index] = example
+                self.used += size
+        return example
+
+
+def _progress_bar(show: bool, total: int, done: int):
+    """A tqdm bar of optimiser steps on stderr, or None."""
+    if not show:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
 def write_loss_files(out_dir: Path, records: list[dict[str, Any]]) -> None:
     import matplotlib
 
@@ -183,7 +215,7 @@ def budget_of(state: TrainerState, world_size: int, engine: str, device: torch.d
 
 
 def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
-          config: TrainConfig | None = None) -> Path:
+          config: TrainConfig | None = None, progress: bool = False) -> Path:
     """Fine-tune the Janus checkpoint in ``model_dir`` on a ShareGPT-4o-Image layout file.
 
     Returns ``out_dir/model`` (model + processor, loadable by the ``janus`` adapter); ``out_dir`` is then
@@ -192,7 +224,7 @@ def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
     Otherwise resumes from the latest checkpoint in ``out_dir/checkpoints`` if there is one (same
     settings required). A run stopped by ``stop_after_steps`` returns ``out_dir`` and leaves only its
     periodic checkpoints. With ``config.engine`` "ddp" or "deepspeed" every process of the launch calls
-    this; rank 0 writes the outputs.
+    this; rank 0 writes the outputs. ``progress``: a progress bar of the optimiser steps on stderr (rank 0).
     """
     from transformers import JanusForConditionalGeneration, JanusProcessor
 
@@ -256,14 +288,15 @@ def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
 
     state.sessions.append({"start_step": state.step, "steps": 0, "world_size": world.size, "engine": config.engine})
     wall_before, gpu_before = state.wall_seconds, state.gpu_seconds
+    bar = _progress_bar(progress and engine.is_main, plan.total_steps, state.step)
+    examples = _ExampleCache(lambda i: build_example(samples[i], processor, image_tokens, image_size, ids))
     while state.step < plan.total_steps:
         micro_losses, counts = [], [0.0] * 4  # samples, attended, image and scored tokens (this rank)
         for micro in range(plan.accumulation):
             index = state.step * plan.micro_per_step + micro * world.size + world.rank
             epoch, indices = micro_batch(len(samples), config, plan, index)
             chosen = [samples[i] for i in indices]
-            batch = collate([build_example(s, processor, image_tokens, image_size, ids) for s in chosen],
-                            ids.pad, image_tokens).to(device)
+            batch = collate([examples.get(i) for i in indices], ids.pad, image_tokens).to(device)
             dropout = [sample_dropout(config.seed, s.id, epoch, s.is_edit, len(s.input_images),
                                       config.text_drop, config.vq_copy) for s in chosen]
             with engine.accumulating(micro < plan.accumulation - 1):
@@ -289,12 +322,19 @@ def train(model_dir: str | Path, dataset_json: str | Path, out_dir: str | Path,
         state.sessions[-1]["steps"] += 1
         state.records.append({"step": state.step, "loss": sum(ordered) / len(ordered), "lr": lr,
                               "grad_norm": grad_norm, "micro_losses": ordered})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.records[-1]['loss']:.3f}", refresh=False)
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step < plan.total_steps:
             write_checkpoint(checkpoint_folder(out_dir, state.step), model, engine, state, config.keep_checkpoints)
         interrupted = config.stop_after_steps is not None and state.step >= config.stop_after_steps
         if interrupted and state.step < plan.total_steps:
+            if bar is not None:
+                bar.close()
             engine.barrier()
             return out_dir
+    if bar is not None:
+        bar.close()
 
     gathered = engine.full_state_dict()  # ZeRO-3: a collective on every rank
     if engine.is_main:
