@@ -11,7 +11,8 @@ from harness.registry import register
 
 #: tour size flags -> DemoSize fields
 TOUR_FLAGS = {"per_tag": "per_tag", "images_per_prompt": "images_per_prompt", "mme_images": "mme_images_per_subtask",
-              "mmbench_questions": "mmbench_questions", "dpg_items": "dpg_items", "imgedit_items": "imgedit_items"}
+              "mmbench_questions": "mmbench_questions", "dpg_items": "dpg_items", "imgedit_items": "imgedit_items",
+              "gedit_items": "gedit_items", "complex_edit_items": "complex_edit_items"}
 
 
 @register("command", "demo")
@@ -35,6 +36,9 @@ class DemoCommand(Command, order=0):
         parser.add_argument("--mmbench-questions", type=int, default=40, help="tour")
         parser.add_argument("--dpg-items", type=int, default=12, help="tour: DPG shapes dense prompts (4 tiles each)")
         parser.add_argument("--imgedit-items", type=int, default=18, help="tour: ImgEdit shapes edits")
+        parser.add_argument("--gedit-items", type=int, default=10, help="tour: GEdit-Bench shapes edits")
+        parser.add_argument("--complex-edit-items", type=int, default=6,
+                            help="tour: Complex-Edit shapes edit chains (judged at level C8)")
         parser.add_argument("--seed", type=int, default=0, help="tour")
         add_pipeline_flags(parser)
 

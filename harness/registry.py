@@ -17,7 +17,7 @@ import inspect
 import types
 import typing
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from harness.errors import InputError
 
@@ -122,15 +122,19 @@ def build(kind: str, name: str, **params: Any) -> Any:
         raise InputError(f"{kind} {name!r}: {exc}") from None
 
 
-def effective_params(kind: str, name: str, params: dict[str, Any]) -> dict[str, Any]:
+def effective_params(kind: str, name: str, params: dict[str, Any],
+                     only: Iterable[str] | None = None) -> dict[str, Any]:
     """The parameters plugin ``name`` is built with: its declared defaults, updated by ``params``
-    (for a plugin that is not registered, ``params`` alone). What a run really sent a judge."""
+    (for a plugin that is not registered, ``params`` alone); with ``only``, just those names (None
+    for one it neither declares nor is given). What a run really sent a judge."""
     try:
         signature = inspect.signature(get(kind, name))
+        defaults = {key: p.default for key, p in signature.parameters.items()
+                    if p.default is not inspect.Parameter.empty}
     except UnknownPluginError:
-        return dict(params)
-    defaults = {key: p.default for key, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
-    return {**defaults, **params}
+        defaults = {}
+    merged = {**defaults, **params}
+    return merged if only is None else {key: merged.get(key) for key in only}
 
 
 _SIMPLE = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -1,9 +1,19 @@
 """Small builders shared by the runner, CLI and demo tests."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from harness.spec import ComponentSpec, RunSpec
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a script that is not in a package (a fixture's generator, e.g. tests/fixtures/*/replies.py)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_janus_spec(model_dir: Path, per_tag: int = 1, images_per_prompt: int = 4, batch_size: int = 4,

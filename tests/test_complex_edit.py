@@ -11,7 +11,6 @@ upstream's time on upstream's models (``make_response_formats.py``).
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -39,15 +38,13 @@ from reports.baselines import get_published
 from reports.compare import build_sections
 from shapes.complex_edit_shapes import complex_edit_shapes_items, write_complex_edit_shapes
 from tests.edit_world import NoiseEditor  # noqa: F401  (registers test-noise-editor)
+from tests.helpers import load_script
 
 FIXTURES = Path(__file__).parent / "fixtures" / "complex_edit_upstream"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("complex_edit_parity_replies", FIXTURES / "replies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIXTURES / "replies.py", "complex_edit_parity_replies")
 
 
 # ------------------------------------------------------------------------- reply validation

@@ -10,7 +10,6 @@ fixture) to it through a stub judge and kept its CSVs and averages in ``expected
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import math
@@ -39,15 +38,13 @@ from reports.baselines import get_published
 from reports.compare import build_sections
 from shapes.gedit_shapes import gedit_shapes_items, write_gedit_shapes
 from tests.edit_world import NoiseEditor  # noqa: F401  (registers test-noise-editor)
+from tests.helpers import load_script
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gedit_upstream"
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location("gedit_parity_replies", FIXTURES / "replies.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FIXTURES / "replies.py", "gedit_parity_replies")
 
 
 # ------------------------------------------------------------------------------- reply parsing

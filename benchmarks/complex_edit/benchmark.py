@@ -148,8 +148,7 @@ class ComplexEdit(Benchmark):
         model, decoding = OFFICIAL_JUDGE
         if params.get("model") != model:
             reasons.append(f"judge model {params.get('model')!r}, eval.py asks {model}")
-        used = registry.effective_params("chat", str(judge.get("name")), params)
-        sent = {name: used.get(name) for name in decoding}
+        sent = registry.effective_params("chat", str(judge.get("name")), params, only=decoding)
         if sent != decoding:
             reasons.append(f"judge decoding {sent}, eval.py sends {decoding}")
         return reasons

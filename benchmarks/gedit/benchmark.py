@@ -153,8 +153,7 @@ class GEdit(Benchmark):
         if prefix and prefix not in model.lower():
             reasons.append(f"judge model {model!r}: test_gedit_score.py --backbone {protocol.get('judge_format')} "
                            f"asks {prefix}*")
-        used = registry.effective_params("chat", str(judge.get("name")), params)
-        sent = {name: used.get(name) for name in decoding}
+        sent = registry.effective_params("chat", str(judge.get("name")), params, only=decoding)
         if sent != decoding:
             reasons.append(f"judge decoding {sent}, upstream sends {decoding} (None: not sent)")
         return reasons
