@@ -125,12 +125,15 @@ DEMO_PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "shapes-pipel
 
 
 def demo_pipeline():
+    """The source checkout's example pipeline: the installed package's own (pip install -e .), else
+    the current folder's (a checkout with a plain pip install)."""
     from harness.pipeline import PipelineSpec
 
-    if not DEMO_PIPELINE.is_file():
-        raise HarnessError(f"{DEMO_PIPELINE} is missing: `harness demo` runs the example pipeline of a source "
-                           "checkout (pip install -e .); `harness demo --tour` needs no files")
-    return PipelineSpec.load(DEMO_PIPELINE)
+    for path in (DEMO_PIPELINE, Path.cwd() / "examples" / DEMO_PIPELINE.name):
+        if path.is_file():
+            return PipelineSpec.load(path)
+    raise HarnessError(f"{DEMO_PIPELINE} is missing: `harness demo` runs the example pipeline of a source "
+                       "checkout (pip install -e ., or run it in the checkout); `harness demo --tour` needs no files")
 
 
 def headline_lines(outcome) -> list[str]:

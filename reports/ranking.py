@@ -175,6 +175,8 @@ def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_grou
     items = {label: _items(view) for label, view in views.items()}
     chosen: dict[str, list[str]] = {}
     for item_id, records in items[next(iter(items))].items():
+        if all(r.score is None and r.correct is None for r in records):
+            continue  # not scored (e.g. DPG's official quirk skips it): show items that count
         group = chosen.setdefault(records[0].group, [])
         if len(group) < items_per_group:
             group.append(item_id)
