@@ -293,11 +293,6 @@ class WorldProfile:
                 raise ValueError(f"profile {self.name!r}: the grid must divide the image size and every box "
                                  f"side fit inside the border ({usable} cells)")
 
-    @property
-    def cell(self) -> float:
-        """A grid cell's side in normalised units (0 without a grid)."""
-        return 1.0 / self.grid if self.grid else 0.0
-
     def sides_for(self, n_objects: int) -> tuple[int, ...]:
         """Box sides (cells) allowed in a scene of ``n_objects`` objects."""
         return (min(self.grid_sides),) if n_objects >= self.crowded else self.grid_sides
@@ -377,7 +372,7 @@ def _inside(box: tuple[float, ...], border: float) -> bool:
     return box[0] >= border and box[1] >= border and box[2] <= 1 - border and box[3] <= 1 - border
 
 
-def _size_range(n_objects: int, profile: WorldProfile = None) -> tuple[float, float]:
+def _size_range(n_objects: int, profile: WorldProfile | None = None) -> tuple[float, float]:
     """Smaller objects when there are many, so rejection sampling finds room quickly."""
     low, high = (profile or FULL).sizes
     if n_objects <= 2:

@@ -14,7 +14,7 @@ from shapes.edits import EDIT_TYPES, apply_edits, edit_types, imgedit_shapes_ite
 from shapes.prompts import geneval_prompts, prompt_set_name, random_geneval_prompt
 from shapes.understanding import mme_shapes_items
 from shapes.understanding_mmbench import KINDS, mmbench_shapes_items, question_kinds
-from shapes.world import (BACKGROUNDS, COLORS, FULL, GRID, PLURALS, SHAPES, Scene, ShapeObject, WorldProfile,
+from shapes.world import (COLORS, FULL, GRID, PLURALS, SHAPES, Scene, ShapeObject, WorldProfile,
                           get_profile, random_scene, render, scene_for_metadata, scene_outside_profile)
 
 #: every word of the full world that names a thing a profile may lack
