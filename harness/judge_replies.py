@@ -17,9 +17,11 @@ from __future__ import annotations
 import inspect
 import json
 import threading
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 from harness.cache import KeyedLog
+from harness.errors import HarnessError
 from harness.hashing import hash_bytes, hash_value
 from harness.judges.base import ChatPrompt, ChatReply
 
@@ -82,3 +84,41 @@ class RecordedChatJudge:
                 keep(position, reply)
             replies[index] = reply
         return replies  # type: ignore[return-value]
+
+
+class JudgeLoadError(HarnessError):
+    """A judge could not be built: fatal for the run, never a per-sample failure."""
+
+
+class LazyJudges(dict):
+    """Mapping role -> judge that builds each judge the first time a benchmark asks for it (once).
+
+    With ``replies`` (a cache folder, this rank, and each role's identity), a chat judge's replies
+    are kept as they arrive (``harness.judge_replies``)."""
+
+    def __init__(self, factories: dict[str, Callable[[], Any]],
+                 replies: tuple[Path, int, dict] | None = None):
+        super().__init__()
+        self._factories = factories
+        self._replies = replies
+        self._logs: list[KeyedLog] = []
+
+    def __missing__(self, role: str) -> Any:
+        try:
+            judge = self._factories[role]()
+        except Exception as exc:
+            raise JudgeLoadError(f"could not build the {role} judge: {exc}") from exc
+        if self._replies is not None and callable(getattr(judge, "ask", None)):
+            folder, rank, identity = self._replies
+            log = KeyedLog(folder, f"replies-{role}", rank)
+            self._logs.append(log)
+            judge = RecordedChatJudge(judge, log, identity[role])
+        self[role] = judge
+        return judge
+
+    def close(self) -> None:
+        for log in self._logs:
+            log.close()
+
+    def __contains__(self, role: object) -> bool:
+        return role in self._factories

@@ -42,7 +42,7 @@ from harness.errors import HarnessError, InputError, PartialBatchError
 from harness.fileio import atomic_write_text, folder_lock, read_jsonl, remove_stray_temporaries, write_jsonl
 from harness.hashing import hash_bytes, hash_file, hash_value
 from harness.images import save_png
-from harness.judge_replies import RecordedChatJudge
+from harness.judge_replies import JudgeLoadError, LazyJudges
 from harness.models.base import CAPABILITY_METHODS, ModelAdapter, Request
 from harness.safety import inside
 from harness.schema import BenchmarkSummary, SampleRecord, environment, library_versions
@@ -114,44 +114,6 @@ def _usage(model: ModelAdapter, judges: "LazyJudges") -> dict:
         if counted:
             usage[f"judge:{role}"] = dict(counted)
     return usage
-
-
-class JudgeLoadError(HarnessError):
-    """A judge could not be built: fatal for the run, never a per-sample failure."""
-
-
-class LazyJudges(dict):
-    """Mapping role -> judge that builds each judge the first time a benchmark asks for it (once).
-
-    With ``replies`` (a cache folder, this rank, and each role's identity), a chat judge's replies
-    are kept as they arrive (``harness.judge_replies``)."""
-
-    def __init__(self, factories: dict[str, Callable[[], Any]],
-                 replies: tuple[Path, int, dict] | None = None):
-        super().__init__()
-        self._factories = factories
-        self._replies = replies
-        self._logs: list[KeyedLog] = []
-
-    def __missing__(self, role: str) -> Any:
-        try:
-            judge = self._factories[role]()
-        except Exception as exc:
-            raise JudgeLoadError(f"could not build the {role} judge: {exc}") from exc
-        if self._replies is not None and callable(getattr(judge, "ask", None)):
-            folder, rank, identity = self._replies
-            log = KeyedLog(folder, f"replies-{role}", rank)
-            self._logs.append(log)
-            judge = RecordedChatJudge(judge, log, identity[role])
-        self[role] = judge
-        return judge
-
-    def close(self) -> None:
-        for log in self._logs:
-            log.close()
-
-    def __contains__(self, role: object) -> bool:
-        return role in self._factories
 
 
 #: judge failures are tolerated until this many samples were judged, then the rate is checked

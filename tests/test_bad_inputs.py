@@ -26,6 +26,7 @@ def fresh_judge():
     reset_judge()
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
+FAKE_KEY = "sk-" + "x" * 24  # shaped like a key, made here (never a real one)
 CASES: dict[str, Callable[[Path], tuple[list[str], str]]] = {}
 
 
@@ -78,7 +79,7 @@ def set_without_equals(root):
 
 @case
 def set_a_key(root):
-    return [*imgedit_eval(root), "--set", "model.params.api_key=sk-abcdefghijklmnopqrstuvwx"], "api_key_env"
+    return [*imgedit_eval(root), "--set", "model.params.api_key=" + FAKE_KEY], "api_key_env"
 
 
 @case
@@ -144,7 +145,7 @@ def synth_out_is_a_file(root):
 @case
 def recipe_holds_a_key(root):
     (root / "r.yaml").write_text("name: x\nclients: {llm: {base_url: 'https://a.example/v1', model: m, "
-                                 "api_key: sk-abcdefghijklmnopqrstuvwx}}\nsteps: [{name: shapes-world}]\n")
+                                 "api_key: " + FAKE_KEY + "}}\nsteps: [{name: shapes-world}]\n")
     return ["synth", str(root / "r.yaml"), "--out", str(root / "data")], "looks like a secret"
 
 
