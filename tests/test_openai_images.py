@@ -9,7 +9,8 @@ import json
 import pytest
 from PIL import Image
 
-from harness.clients.openai_compat import OpenAICompatClient, _parse_reply
+from harness.clients.attempts import parse_reply as _parse_reply
+from harness.clients.openai_compat import OpenAICompatClient
 from harness.clients.replies import first_image, multipart_form
 from harness.errors import HarnessError, PartialBatchError
 from harness.models.base import InputImage, Request

@@ -204,7 +204,8 @@ def test_two_profiles_give_different_cards_and_hashes_and_are_never_compared(tmp
 def test_patch_groups_and_consistency_see_only_identical_pixels():
     import torch
 
-    from trainers.shapes_vq import _patch_consistency, _patch_groups, to_pixels
+    from trainers.shapes_vq import to_pixels
+    from trainers.shapes_vq_training import _patch_consistency, _patch_groups
 
     scene = Scene((ShapeObject("square", "red", 0.25, 0.25, 0.25), ShapeObject("circle", "blue", 0.6875, 0.6875, 0.375)))
     pixels = to_pixels([render(scene, 32), render(Scene((), "grey"), 32)])

@@ -16,10 +16,12 @@ exceptions fail at once. Only configuration errors raise
 
 The key is read from the environment on every call (once per ``chat_many`` batch) and lives only in
 the request headers; it is never stored on the client, and is masked in any error text.
+
+This module holds the client (validation, endpoints, the retry loop); ``attempts.py`` turns one
+HTTP attempt's reply or failure into an outcome.
 """
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import http.client
 import json
@@ -37,27 +39,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-
+from harness.clients.attempts import (ERROR_SNIPPET_CHARS, TOKEN_KEYS, Attempt, RefuseRedirects, certificate_failure,
+                                      http_failure, parse_reply, redact, redirect_failure)
 from harness.clients.messages import is_loopback_url
 from harness.clients.replies import (  # noqa: F401 - MalformedResponse is part of the client's API
-    MalformedResponse, RejectedResponse, chat_text, first_image, multipart_form)
+    MalformedResponse, chat_text, first_image, multipart_form)
 from harness.errors import HarnessError, InputError
 from harness.images import image_format
 
-#: statuses retried besides every 5xx (request timeout, lock timeout, rate limit)
 #: constructor parameters that say where a server is and how patiently it is called: plugins built on
 #: the client accept them and list them as ``transport_params`` (out of cache keys and run identity)
 TRANSPORT_PARAMS = ("base_url", "api_key_env", "max_concurrency", "max_retries", "timeout_s", "backoff_s",
                     "backoff_max_s", "retry_after_max_s", "allow_insecure_http", "prices")
 #: what a plugin passes through to its client (``connect``): every transport parameter but the URL
 CLIENT_PARAMS = TRANSPORT_PARAMS[1:]
-RETRY_STATUSES = frozenset({408, 409, 429})
 PRICE_KEYS = ("prompt_per_1k", "completion_per_1k")
-TOKEN_KEYS = ("prompt_tokens", "completion_tokens")
-#: the names the image endpoints (gpt-image-*) give the same counts
-TOKEN_ALIASES = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens"}
-#: longest server text quoted in an error message
-ERROR_SNIPPET_CHARS = 300
 #: an API key is visible ASCII; anything else (a pasted newline, a stray control character) is a typo
 _KEY_CHARS = re.compile(r"[!-~]+")
 
@@ -95,18 +91,6 @@ class ImageResult:
     attempts: int = 1
     model: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Attempt:  # one HTTP attempt
-
-    value: Any = None
-    error: str | None = None
-    retryable: bool = False
-    retry_after: float | None = None
-    model: str | None = None
-    tokens: dict[str, int] = field(default_factory=dict)
-
 
 class UsageCounter:
     """Requests, retries, failures, tokens, cost and served model names; safe across threads."""
@@ -194,7 +178,7 @@ class OpenAICompatClient:
         self._usage = UsageCounter(prices)
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._sleep = sleep
-        handlers: list[urllib.request.BaseHandler] = [_RefuseRedirects()]
+        handlers: list[urllib.request.BaseHandler] = [RefuseRedirects()]
         if self.loopback:  # reached directly even when HTTP(S)_PROXY is set for the outside world
             handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
@@ -337,15 +321,15 @@ class OpenAICompatClient:
             self._sleep(self._delay(attempt - 1, outcome.retry_after, rng))
         self._usage.add(failures=1)
         error = f"{outcome.error} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})"
-        return CallResult(None, _redact(error, key), attempt, outcome.model, tokens)
+        return CallResult(None, redact(error, key), attempt, outcome.model, tokens)
 
     def _delay(self, retry_index: int, retry_after: float | None, rng: random.Random) -> float:
-        if retry_after is not None:  # finite, see _retry_after
+        if retry_after is not None:  # finite (attempts.py drops nan and inf)
             return min(max(retry_after, 0.0), self.retry_after_max_s)
         return rng.uniform(0.0, min(self.backoff_max_s, self.backoff_s * 2 ** retry_index))
 
     def _attempt(self, path: str, body: bytes, content_type: str, key: str | None,
-                 parse: Callable[[dict], Any]) -> _Attempt:
+                 parse: Callable[[dict], Any]) -> Attempt:
         headers = {"Content-Type": content_type, "Accept": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -353,141 +337,37 @@ class OpenAICompatClient:
         try:
             with self._slots:
                 raw = self._exchange(request, key)
-            return raw if isinstance(raw, _Attempt) else _parse_reply(raw, parse, key)
+            return raw if isinstance(raw, Attempt) else parse_reply(raw, parse, key)
         except Exception as exc:  # noqa: BLE001 - a bug or odd input fails this call, not the batch
-            message = f"unexpected {type(exc).__name__}: {_redact(str(exc), key)}"
-            return _Attempt(error=message[:ERROR_SNIPPET_CHARS])
+            message = f"unexpected {type(exc).__name__}: {redact(str(exc), key)}"
+            return Attempt(error=message[:ERROR_SNIPPET_CHARS])
 
-    def _exchange(self, request: urllib.request.Request, key: str | None) -> bytes | _Attempt:
+    def _exchange(self, request: urllib.request.Request, key: str | None) -> bytes | Attempt:
         """The reply body, or why there is none."""
-        timed_out = _Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
+        timed_out = Attempt(error=f"timed out after {self.timeout_s:g} s", retryable=True)
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
             if 300 <= exc.code < 400:
-                return _redirect_failure(exc, request.full_url)
-            return _http_failure(exc, key)
+                return redirect_failure(exc, request.full_url)
+            return http_failure(exc, key)
         except TimeoutError:
             return timed_out
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, TimeoutError):
                 return timed_out
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
-                return _certificate_failure(exc.reason, request.host)
-            return _Attempt(error=f"connection failed: {exc.reason}", retryable=True)
+                return certificate_failure(exc.reason, request.host)
+            return Attempt(error=f"connection failed: {exc.reason}", retryable=True)
         except ssl.SSLCertVerificationError as exc:  # raised while reading, unwrapped
-            return _certificate_failure(exc, request.host)
+            return certificate_failure(exc, request.host)
         except (http.client.HTTPException, OSError) as exc:  # reset, remote closed, short read
-            return _Attempt(error=f"connection failed: {type(exc).__name__}: {exc}", retryable=True)
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib would follow a 301/302/303 to any host with the Authorization header: refuse, so
-    the 3xx surfaces as an ``HTTPError`` (and becomes a non-retryable failure)."""
-
-    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
-        return None
-
-
-def _redirect_failure(exc: urllib.error.HTTPError, url: str) -> _Attempt:
-    location = exc.headers.get("Location") if exc.headers is not None else None
-    target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location)).hostname if location else None
-    return _Attempt(error=f"HTTP {exc.code}: the server redirects to {target or '(no Location)'}; redirects "
-                          f"are not followed (they would carry the API key), so set base_url to the final address")
-
-
-def _certificate_failure(exc: ssl.SSLCertVerificationError, host: str) -> _Attempt:
-    reason = getattr(exc, "verify_message", None) or str(exc)
-    return _Attempt(error=f"TLS certificate verification failed for {host}: {reason} (not retried: a "
-                          f"retry cannot fix it; check the host name, the clock or the CA bundle)")
+            return Attempt(error=f"connection failed: {type(exc).__name__}: {exc}", retryable=True)
 
 
 def _present(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
-
-
-def _parse_reply(raw: bytes, parse: Callable[[dict], Any], key: str | None) -> _Attempt:
-    try:
-        reply = json.loads(raw)
-    except ValueError:  # JSONDecodeError and bad UTF-8 alike
-        return _Attempt(error=f"malformed reply (not JSON): {_snippet(raw, key)!r}", retryable=True)
-    if not isinstance(reply, dict):
-        return _Attempt(error="malformed reply (not a JSON object)", retryable=True)
-    model = reply.get("model") if isinstance(reply.get("model"), str) else None
-    counted = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
-    tokens = {}
-    for name in TOKEN_KEYS:
-        count = counted.get(name, counted.get(TOKEN_ALIASES[name]))
-        if isinstance(count, int):
-            tokens[name] = count
-    try:
-        value = parse(reply)
-    except MalformedResponse as exc:
-        return _Attempt(error=f"malformed reply: {exc}", retryable=True, model=model, tokens=tokens)
-    except RejectedResponse as exc:
-        return _Attempt(error=f"unusable reply: {exc}", model=model, tokens=tokens)
-    return _Attempt(value=value, model=model, tokens=tokens)
-
-
-def _http_failure(exc: urllib.error.HTTPError, key: str | None) -> _Attempt:
-    try:
-        raw = exc.read()
-    except (OSError, http.client.HTTPException):
-        raw = b""
-    status = exc.code
-    retryable = status in RETRY_STATUSES or status >= 500
-    return _Attempt(error=f"HTTP {status}: {_server_message(raw, key)}", retryable=retryable,
-                    retry_after=_retry_after(exc.headers))
-
-
-def _server_message(raw: bytes, key: str | None) -> str:
-    """The error text of an OpenAI (``{"error": {"message"}}``) or vLLM (``{"message"}``) reply."""
-    try:
-        reply = json.loads(raw)
-    except ValueError:
-        return _snippet(raw, key) or "(empty body)"
-    if isinstance(reply, dict):
-        error = reply.get("error")
-        for candidate in (error.get("message") if isinstance(error, dict) else error,
-                          reply.get("message"), reply.get("detail")):
-            if isinstance(candidate, str) and candidate:
-                return _redact(candidate, key)[:ERROR_SNIPPET_CHARS]
-    return _snippet(raw, key)
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if any."""
-    if headers is None:
-        return None
-    seconds: float | None = None
-    try:
-        seconds = float(headers.get("retry-after-ms")) / 1000
-    except (TypeError, ValueError):
-        value = headers.get("retry-after")
-        try:
-            seconds = float(value) if value is not None else None
-        except ValueError:
-            try:
-                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError, OverflowError):
-                seconds = None
-    # "nan" or "inf" parse as floats but make no sense as a wait (and time.sleep(nan) raises)
-    return seconds if seconds is not None and math.isfinite(seconds) else None
-
-
-def _snippet(raw: bytes, key: str | None) -> str:
-    # redact before cutting, so a cut cannot leave part of the key behind
-    return _redact(raw.decode("utf-8", "replace"), key)[:ERROR_SNIPPET_CHARS]
-
-
-def _redact(text: str, key: str | None) -> str:
-    """Mask the key wherever a server echoed it back, also as Python would quote it in a message."""
-    if not key:
-        return text
-    for form in (key, repr(key)[1:-1], repr(key.encode("utf-8", "backslashreplace"))[2:-1]):
-        text = text.replace(form, "***")
-    return text
 
 
 def connect(base_url: str, model: str, owner: str, **params: Any) -> "OpenAICompatClient":
