@@ -32,12 +32,13 @@ def _dump(data: dict, form: int) -> str:
 
 @register("chat", "shapes-complex-edit-judge")
 class ShapesComplexEditJudge(PixelEditJudge):
-    """Scores shapes-world compound edits from pixels; replies as Complex-Edit's structured output."""
+    """Scores shapes-world compound edits from pixels; replies as Complex-Edit's structured output.
+    ``profile``: the world profile whose shapes and colours the detector chooses among (default ``full``)."""
 
     judge_id = "shapes-complex-edit-judge-v1"
     version = VERSION
 
-    def __init__(self, profile: str | None = None) -> None:
+    def __init__(self, profile: str = "full") -> None:
         super().__init__(profile)
         self._asked = 0
 

@@ -182,11 +182,12 @@ def judge_outcome(edits: Sequence[Edit], before: Observation, after: Observation
 class PixelEditJudge:
     """The base of the shapes world's edit judges that reply in another benchmark's format (GEdit,
     Complex-Edit): the detector, a memo of what each image shows (a judge sees the same edited
-    image in several calls), and ``ask`` over ``ask_one`` with the usage counts. ``profile`` is
-    accepted for the suite's judges, unused: the detector reads any world's pixels."""
+    image in several calls), and ``ask`` over ``ask_one`` with the usage counts. ``profile``: the
+    world profile whose shapes and colours the detector chooses among (default ``full``)."""
 
-    def __init__(self, profile: str | None = None) -> None:
-        self.detector = ShapesDetector()
+    def __init__(self, profile: str = "full") -> None:
+        self.detector = ShapesDetector(profile=profile)
+        self.params: dict = {"profile": self.detector.profile} if self.detector.profile != "full" else {}
         self.usage: dict = {"requests": 0, "failures": 0}
         self._views: dict[str, Observation] = {}
 

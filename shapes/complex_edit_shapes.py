@@ -14,7 +14,10 @@
 A chain's edits act on the scene as the earlier ones left it (a recolour may follow an add of the
 same object), over at most four objects of distinct shapes. "real" images have textured
 backgrounds (gradient, speckle) and "syn" plain ones: the two splits differ as photographs differ
-from renders, in a way the shapes detector still reads.
+from renders, in a way the shapes detector still reads. ``profile`` (a ``shapes.world`` profile, default
+the full world) bounds the scenes and edits: its shapes, colours and backgrounds only (a split's
+backgrounds that the profile has; all of its own where it has none of them), at most its
+``max_objects``, each box on its grid if it has one.
 """
 from __future__ import annotations
 
@@ -22,12 +25,11 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from shapes.edits import Edit, apply_edit, instruction_for
-from shapes.world import COLORS, SHAPES, Scene, render, scene_for_metadata
+from shapes.edits import Edit, apply_edit, elementary_edit, instruction_for, pick
+from shapes.world import Scene, WorldProfile, get_profile, render, scene_for_metadata
 
 LEVELS = 8
 MAX_OBJECTS = 4
@@ -60,61 +62,63 @@ for each smeared or broken shape; 1 if the picture is noise.
 class ComplexEditShapesItem:
     scene: Scene
     edits: tuple[Edit, ...]
+    results: tuple[Scene, ...] = ()  # the scene each edit leaves, as drawn: level c should show results[c - 1]
 
     def compound(self, level: int) -> str:
         return instruction_for(self.edits[:level])
 
 
-def _pick(rng: np.random.Generator, options) -> object:
-    return options[int(rng.integers(len(options)))]
+def split_backgrounds(image_type: str, profile: WorldProfile) -> tuple[str, ...]:
+    """The split's backgrounds the profile has (``SPLIT_BACKGROUNDS`` in the full world); all of the
+    profile's where it has none of them (the grid world's splits are both grey)."""
+    return tuple(b for b in SPLIT_BACKGROUNDS[image_type] if b in profile.backgrounds) or profile.backgrounds
 
 
-def _step(scene: Scene, rng: np.random.Generator, backgrounds: tuple[str, ...]) -> tuple[Edit, Scene] | None:
+def _most_objects(profile: WorldProfile) -> int:
+    return min(MAX_OBJECTS, profile.max_objects)
+
+
+def _step(scene: Scene, rng: np.random.Generator, backgrounds: tuple[str, ...],
+          profile: WorldProfile) -> tuple[Edit, Scene] | None:
     """One random edit that makes sense on ``scene`` (and its result), or None to draw again."""
-    present = {o.shape: o for o in scene.objects}
-    absent = [s for s in SHAPES if s not in present]
-    kinds = ["adjust", "replace", "background"] + (["add"] if absent and len(scene.objects) < MAX_OBJECTS else [])
+    new_shape = len({o.shape for o in scene.objects}) < len(profile.shapes)  # one the scene lacks
+    kinds = [kind for kind, possible in (("adjust", len(profile.colors) > 1), ("replace", new_shape),
+                                         ("background", len(backgrounds) > 1)) if possible]
+    kinds += ["add"] if new_shape and len(scene.objects) < _most_objects(profile) else []
     kinds += ["remove"] if len(scene.objects) > 1 else []
-    kind = str(_pick(rng, kinds))
-    if kind == "background":
-        edit = Edit("background", background=str(_pick(rng, [b for b in backgrounds if b != scene.background])))
-    elif kind == "add":
-        edit = Edit("add", new_shape=str(_pick(rng, absent)), new_color=str(_pick(rng, COLORS)))
-    else:
-        target = _pick(rng, list(present.values()))
-        if kind == "remove":
-            edit = Edit("remove", target.shape, target.color)
-        elif kind == "adjust":
-            edit = Edit("adjust", target.shape, target.color,
-                        new_color=str(_pick(rng, [c for c in COLORS if c != target.color])))
-        elif not absent:
-            return None
-        else:
-            edit = Edit("replace", target.shape, target.color, str(_pick(rng, absent)), str(_pick(rng, COLORS)))
-    after = apply_edit(scene, edit, rng)
+    if not kinds:
+        raise ValueError(f"the {profile.name!r} world leaves no edit to make on {scene}")
+    kind = str(pick(rng, kinds))
+    edit = elementary_edit(kind, scene, rng, set(), profile, backgrounds)
+    after = apply_edit(scene, edit, rng, profile, crowd=_most_objects(profile))
     if kind == "add" and len(after.objects) == len(scene.objects):
         return None  # no room
     return edit, after
 
 
-def complex_edit_shapes_items(items: int = 6, seed: int = 0, image_type: str = "real") -> list[ComplexEditShapesItem]:
-    """Item i depends only on (seed, image_type, i)."""
-    backgrounds = SPLIT_BACKGROUNDS[image_type]
+def complex_edit_shapes_items(items: int = 6, seed: int = 0, image_type: str = "real",
+                              profile: WorldProfile | str | None = None) -> list[ComplexEditShapesItem]:
+    """Item i depends only on (seed, image_type, i, profile). Scenes and edits hold only what the
+    profile has; on a grid, every box has the side a scene of the most objects a chain reaches allows."""
+    profile = get_profile(profile)
+    backgrounds = split_backgrounds(image_type, profile)
     out = []
     for i in range(items):
         rng = np.random.default_rng([seed, 11, IMAGE_TYPES.index(image_type), i])
-        shapes = [str(s) for s in rng.choice(SHAPES, int(rng.integers(2, 4)), replace=False)]
-        include = [{"class": s, "count": 1, "color": str(_pick(rng, COLORS))} for s in shapes]
-        source = scene_for_metadata({"include": include}, rng, backgrounds=backgrounds)
-        scene, edits = source, []
+        lowest, highest = min(2, len(profile.shapes)), min(3, len(profile.shapes), _most_objects(profile))
+        shapes = [str(s) for s in rng.choice(profile.shapes, int(rng.integers(lowest, highest + 1)), replace=False)]
+        include = [{"class": s, "count": 1, "color": str(pick(rng, profile.colors))} for s in shapes]
+        source = scene_for_metadata({"include": include}, rng, backgrounds=backgrounds, profile=profile,
+                                    crowd=_most_objects(profile))
+        scene, edits, results = source, [], []
         while len(edits) < LEVELS:
-            step = _step(scene, rng, backgrounds)
+            step = _step(scene, rng, backgrounds, profile)
             if step is not None:
                 edits.append(step[0])
                 scene = step[1]
-        out.append(ComplexEditShapesItem(source, tuple(edits)))
+                results.append(scene)
+        out.append(ComplexEditShapesItem(source, tuple(edits), tuple(results)))
     return out
-
 
 
 def _png(image) -> bytes:
@@ -132,16 +136,16 @@ def _prompt_module(constants: dict[str, str]) -> str:
 
 
 def write_complex_edit_shapes(folder: str | Path, items: int = 6, seed: int = 0, size: int = 128,
-                              profile: Any = None) -> Path:
-    """Both splits and the prompt files; returns ``folder``. The data are always of the full world
-    (``profile`` is accepted and not applied)."""
+                              profile: WorldProfile | str | None = None) -> Path:
+    """Both splits and the prompt files; returns ``folder``. The items are drawn from ``profile``
+    (default: the full world)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = Path(folder)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     for split in IMAGE_TYPES:
-        chosen = complex_edit_shapes_items(items, seed, split)
+        chosen = complex_edit_shapes_items(items, seed, split, profile)
         edits = [{"sequence": [{"name": OPERATION_NAMES[e.kind], "instruction": e.instruction()} for e in item.edits],
                   "compound": [{"reasoning": "none", "compound_instruction": item.compound(level)}
                                for level in range(1, LEVELS + 1)]} for item in chosen]

@@ -40,7 +40,7 @@ import numpy as np
 from harness.fileio import atomic_write_text
 from harness.images import save_png
 from shapes.dense import BACKGROUND_PHRASES
-from shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, WorldProfile,
+from shapes.world import (BORDER, COLORS, GAP, MIN_SIZE, SHAPES, Scene, ShapeObject, WorldProfile, boxes_apart,
                           get_profile, grid_spots, render, scene_for_metadata, template_pattern)
 
 EDIT_TYPES: tuple[str, ...] = ("add", "remove", "replace", "adjust", "background", "extract", "compose")
@@ -123,19 +123,17 @@ def _targets(scene: Scene, edit: Edit) -> list[int]:
     return exact or [i for i, o in enumerate(scene.objects) if o.shape == edit.shape]
 
 
-def _apart(a: Sequence[float], b: Sequence[float]) -> bool:
-    return a[2] + GAP <= b[0] or b[2] + GAP <= a[0] or a[3] + GAP <= b[1] or b[3] + GAP <= a[1]
-
-
-def free_spot(scene: Scene, shape: str, color: str, rng: np.random.Generator,
-              tries: int = 2000, profile: WorldProfile | str | None = None) -> ShapeObject | None:
+def free_spot(scene: Scene, shape: str, color: str, rng: np.random.Generator, tries: int = 2000,
+              profile: WorldProfile | str | None = None, crowd: int | None = None) -> ShapeObject | None:
     """A new object placed at random where it keeps ``GAP`` from every other, or None. On a grid
-    profile: a random free grid spot of the side a scene of that many objects allows."""
+    profile: a random free grid spot of the side a scene of that many objects (or of ``crowd``, the
+    most a chain of edits may reach) allows."""
     profile = get_profile(profile)
     if profile.grid:
         if len(scene.objects) >= profile.max_objects:
             return None
-        spots = grid_spots(profile, scene.objects, shape, color, profile.sides_for(len(scene.objects) + 1))
+        crowd = max(len(scene.objects) + 1, crowd or 0)
+        spots = grid_spots(profile, scene.objects, shape, color, profile.sides_for(crowd))
         return spots[int(rng.integers(len(spots)))] if spots else None
     for _ in range(tries):
         size = float(rng.uniform(*ADDED_SIZE))
@@ -143,18 +141,18 @@ def free_spot(scene: Scene, shape: str, color: str, rng: np.random.Generator,
         cand = ShapeObject(shape, color, round(cx, 4), round(cy, 4), round(size, 4))
         box = cand.bbox()
         inside = box[0] >= BORDER and box[1] >= BORDER and box[2] <= 1 - BORDER and box[3] <= 1 - BORDER
-        if inside and all(_apart(box, o.bbox()) for o in scene.objects):
+        if inside and all(boxes_apart(box, o.bbox(), GAP) for o in scene.objects):
             return cand
     return None
 
 
 def apply_edit(scene: Scene, edit: Edit, rng: np.random.Generator,
-               profile: WorldProfile | str | None = None) -> Scene:
+               profile: WorldProfile | str | None = None, crowd: int | None = None) -> Scene:
     """``scene`` after ``edit``; an edit whose target is missing (or with no room) changes nothing.
-    ``profile`` places an added object (on its grid, if it has one)."""
+    ``profile`` places an added object (on its grid, if it has one; ``crowd``: see ``free_spot``)."""
     objects = list(scene.objects)
     if edit.kind == "add":
-        new = free_spot(scene, edit.new_shape, edit.new_color, rng, profile=profile)
+        new = free_spot(scene, edit.new_shape, edit.new_color, rng, profile=profile, crowd=crowd)
         return replace(scene, objects=tuple(objects + [new])) if new else scene
     if edit.kind == "background":
         return replace(scene, background=edit.background)
@@ -194,37 +192,41 @@ class EditItem:
         return instruction_for(self.edits)
 
 
-def _pick(rng: np.random.Generator, options: Sequence) -> object:
+def pick(rng: np.random.Generator, options: Sequence) -> object:
+    """One of ``options``, uniformly (one draw of ``rng``)."""
     return options[int(rng.integers(len(options)))]
 
 
 def _source_scene(rng: np.random.Generator, n_objects: int, profile: WorldProfile, crowd: int) -> Scene:
     """``n_objects`` objects of distinct shapes, sized (on a grid) for a scene of ``crowd`` objects."""
     shapes = [str(s) for s in rng.choice(profile.shapes, n_objects, replace=False)]
-    include = [{"class": s, "count": 1, "color": str(_pick(rng, profile.colors))} for s in shapes]
+    include = [{"class": s, "count": 1, "color": str(pick(rng, profile.colors))} for s in shapes]
     return scene_for_metadata({"include": include}, rng, profile=profile, crowd=crowd)
 
 
-def _elementary(kind: str, scene: Scene, rng: np.random.Generator, taken: set[str],
-                profile: WorldProfile) -> Edit:
-    """A random edit of ``kind`` on ``scene`` touching no shape in ``taken`` (which it extends)."""
+def elementary_edit(kind: str, scene: Scene, rng: np.random.Generator, taken: set[str], profile: WorldProfile,
+                    backgrounds: Sequence[str] | None = None) -> Edit:
+    """A random edit of ``kind`` on ``scene`` touching no shape in ``taken`` (which it extends), over
+    the profile's shapes and colours; a new background from ``backgrounds`` (default: the profile's,
+    sorted), other than the scene's. The caller makes sure the kind can be made (a target left, a
+    new shape for add and replace, another background or colour)."""
     present = {o.shape for o in scene.objects}
     if kind == "add":
-        shape = str(_pick(rng, [s for s in profile.shapes if s not in present | taken]))
+        shape = str(pick(rng, [s for s in profile.shapes if s not in present | taken]))
         taken.add(shape)
-        return Edit("add", new_shape=shape, new_color=str(_pick(rng, profile.colors)))
+        return Edit("add", new_shape=shape, new_color=str(pick(rng, profile.colors)))
     if kind == "background":
-        return Edit("background", background=str(_pick(rng, [b for b in sorted(profile.backgrounds)
-                                                                if b != scene.background])))
-    target = _pick(rng, [o for o in scene.objects if o.shape not in taken])
+        options = sorted(profile.backgrounds) if backgrounds is None else backgrounds
+        return Edit("background", background=str(pick(rng, [b for b in options if b != scene.background])))
+    target = pick(rng, [o for o in scene.objects if o.shape not in taken])
     taken.add(target.shape)
     if kind == "replace":
-        shape = str(_pick(rng, [s for s in profile.shapes if s not in present | taken]))
+        shape = str(pick(rng, [s for s in profile.shapes if s not in present | taken]))
         taken.add(shape)
-        return Edit("replace", target.shape, target.color, shape, str(_pick(rng, profile.colors)))
+        return Edit("replace", target.shape, target.color, shape, str(pick(rng, profile.colors)))
     if kind == "adjust":
         return Edit("adjust", target.shape, target.color,
-                    new_color=str(_pick(rng, [c for c in profile.colors if c != target.color])))
+                    new_color=str(pick(rng, [c for c in profile.colors if c != target.color])))
     return Edit(kind, target.shape, target.color)
 
 
@@ -234,10 +236,11 @@ _COMPOSABLE = ("add", "remove", "replace", "adjust", "background")
 
 
 def edit_types(profile: WorldProfile | str | None = None) -> tuple[str, ...]:
-    """The edit types a profile can make: ``background`` needs two backgrounds, ``add`` and
-    ``replace`` a shape that is not in the (one- or two-object) source scene; all seven in the full world."""
+    """The edit types a profile can make: ``background`` needs two backgrounds, ``adjust`` two
+    colours, ``add`` and ``replace`` a shape that is not in the (one- or two-object) source scene;
+    all seven in the full world."""
     profile = get_profile(profile)
-    possible = {"background": len(profile.backgrounds) >= 2,
+    possible = {"background": len(profile.backgrounds) >= 2, "adjust": len(profile.colors) >= 2,
                 "add": len(profile.shapes) >= 2, "replace": len(profile.shapes) >= 3}
     return tuple(t for t in EDIT_TYPES if possible.get(t, True))
 
@@ -260,7 +263,7 @@ def random_edit(rng: np.random.Generator, edit_type: str,
         # an add may follow: on a grid, the source's boxes are sized for the scene after it
         scene = _source_scene(rng, n_objects, profile, crowd=n_objects + (edit_type in ("add", "compose")))
         if edit_type == "compose":
-            allowed = [k for k in _COMPOSABLE if k != "background" or len(profile.backgrounds) >= 2]
+            allowed = [k for k in _COMPOSABLE if k in edit_types(profile)]
             while True:  # two kinds the scene leaves shapes for (always the first draw in the full world)
                 kinds = [str(k) for k in rng.choice(allowed, 2, replace=False)]
                 if n_objects + sum(_NEW_SHAPES.get(k, 0) for k in kinds) <= len(profile.shapes):
@@ -271,7 +274,7 @@ def random_edit(rng: np.random.Generator, edit_type: str,
                 profile, scene.objects, profile.shapes[0], profile.colors[0], profile.sides_for(n_objects + 1)):
             break
     taken: set[str] = set()
-    return scene, tuple(_elementary(kind, scene, rng, taken, profile) for kind in kinds)
+    return scene, tuple(elementary_edit(kind, scene, rng, taken, profile) for kind in kinds)
 
 
 def imgedit_shapes_items(items: int = 18, seed: int = 0, profile: WorldProfile | str | None = None) -> list[EditItem]:

@@ -44,7 +44,8 @@ def vie_reply(scores: list[int], reasoning: str, form: str) -> str:
 
 @register("chat", "shapes-gedit-judge")
 class ShapesGEditJudge(PixelEditJudge):
-    """Scores shapes-world edits from pixels and replies as VIEScore's judge does."""
+    """Scores shapes-world edits from pixels and replies as VIEScore's judge does. ``profile``: the world
+    profile whose shapes and colours the detector chooses among (default ``full``)."""
 
     judge_id = "shapes-gedit-judge-v1"
     version = VERSION

@@ -24,20 +24,23 @@ background_change   Change the background to speckled beige.
 The other six (material, motion, portrait, style, text, tone) have no counterpart and are not
 written; a run scores five types, and its averages are over those five (docs/GEDIT.md).
 Instructions in Chinese are not written either: the shapes editor reads English templates.
+
+``profile`` (a ``shapes.world`` profile, default the full world) bounds the scenes and edits: its
+shapes, colours and plain backgrounds only, each box on its grid if it has one; a type the profile
+cannot make is not written (``background_change`` in the one-background ``grid`` world).
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from shapes.edits import Edit, apply_edit, instruction_for
-from shapes.world import COLORS, SHAPES, Scene, render, scene_for_metadata
+from shapes.edits import Edit, apply_edit, edit_types, elementary_edit, instruction_for, pick
+from shapes.world import Scene, WorldProfile, get_profile, render, scene_for_metadata
 
 #: GEdit task type -> the shapes.edits kind that stands for it, in GEdit's order
 TYPE_KINDS: dict[str, str] = {"background_change": "background", "color_alter": "adjust", "subject-add": "add",
@@ -61,41 +64,47 @@ class GEditShapesItem:
         return instruction_for(self.edits)
 
 
-def _pick(rng: np.random.Generator, options) -> object:
-    return options[int(rng.integers(len(options)))]
+def backgrounds_of(profile: WorldProfile) -> tuple[str, ...]:
+    """The profile's plain backgrounds (``BACKGROUNDS`` in the full world); all of its own if it has none."""
+    return tuple(b for b in BACKGROUNDS if b in profile.backgrounds) or profile.backgrounds
 
 
-def _edit(kind: str, scene: Scene, rng: np.random.Generator) -> Edit | None:
-    """One edit of ``kind`` that makes sense on ``scene`` (None: no room for an add)."""
-    present = {o.shape: o for o in scene.objects}
-    absent = [s for s in SHAPES if s not in present]
-    if kind == "background":
-        return Edit("background", background=str(_pick(rng, [b for b in BACKGROUNDS if b != scene.background])))
-    if kind == "add":
-        edit = Edit("add", new_shape=str(_pick(rng, absent)), new_color=str(_pick(rng, COLORS)))
-        return edit if len(apply_edit(scene, edit, rng).objects) > len(scene.objects) else None
-    target = _pick(rng, list(present.values()))
-    if kind == "remove":
-        return Edit("remove", target.shape, target.color)
-    if kind == "adjust":
-        return Edit("adjust", target.shape, target.color, new_color=str(_pick(rng, [c for c in COLORS if c != target.color])))
-    return Edit("replace", target.shape, target.color, str(_pick(rng, absent)), str(_pick(rng, COLORS)))
+def task_types(profile: WorldProfile | str | None = None) -> tuple[str, ...]:
+    """The task types a profile can make (all five in the full world): ``edit_types`` of the profile
+    with its plain backgrounds (``background_change`` needs two, ``subject-add`` and
+    ``subject-replace`` a shape the source lacks)."""
+    profile = get_profile(profile)
+    possible = edit_types(replace(profile, backgrounds=backgrounds_of(profile)))
+    return tuple(task for task, kind in TYPE_KINDS.items() if kind in possible)
 
 
-def gedit_shapes_items(items: int = 10, seed: int = 0) -> list[GEditShapesItem]:
-    """Item i has type ``list(TYPE_KINDS)[i % 5]`` and depends only on (seed, i)."""
-    types = list(TYPE_KINDS)
+def _source(rng: np.random.Generator, kind: str, profile: WorldProfile) -> Scene:
+    """One to three objects of distinct shapes (two at least where an edit must leave something to
+    preserve; fewer where an add or a replace would find no new shape or an add no room)."""
+    lowest = 1 if kind in ("add", "background") else 2
+    highest = min(3, len(profile.shapes) - (kind in ("add", "replace")), profile.max_objects - (kind == "add"))
+    shapes = [str(s) for s in rng.choice(profile.shapes, int(rng.integers(lowest, highest + 1)), replace=False)]
+    include = [{"class": s, "count": 1, "color": str(pick(rng, profile.colors))} for s in shapes]
+    return scene_for_metadata({"include": include}, rng, backgrounds=backgrounds_of(profile), profile=profile,
+                              crowd=len(shapes) + (kind == "add"))
+
+
+def gedit_shapes_items(items: int = 10, seed: int = 0,
+                       profile: WorldProfile | str | None = None) -> list[GEditShapesItem]:
+    """Item i has type ``types[i % len(types)]``, ``types = task_types(profile)`` (``list(TYPE_KINDS)``
+    in the full world), and depends only on (seed, i, profile). Scenes and edits hold only what the
+    profile has; an added object goes where the profile places it (on its grid, if it has one)."""
+    profile = get_profile(profile)
+    types = task_types(profile)
     out = []
     for i in range(items):
         task_type = types[i % len(types)]
+        kind = TYPE_KINDS[task_type]
         rng = np.random.default_rng([seed, 7, i])
-        while True:
-            lowest = 1 if TYPE_KINDS[task_type] in ("add", "background") else 2  # others keep something to preserve
-            shapes = [str(s) for s in rng.choice(SHAPES, int(rng.integers(lowest, 4)), replace=False)]
-            include = [{"class": s, "count": 1, "color": str(_pick(rng, COLORS))} for s in shapes]
-            scene = scene_for_metadata({"include": include}, rng, backgrounds=BACKGROUNDS)
-            edit = _edit(TYPE_KINDS[task_type], scene, rng)
-            if edit is not None:
+        while True:  # until an add finds room
+            scene = _source(rng, kind, profile)
+            edit = elementary_edit(kind, scene, rng, set(), profile, backgrounds_of(profile))
+            if kind != "add" or len(apply_edit(scene, edit, rng, profile).objects) > len(scene.objects):
                 break
         key = hashlib.md5(f"gedit-shapes-{seed}-{i}".encode()).hexdigest()
         out.append(GEditShapesItem(key, task_type, (edit,), scene, i % 2 == 0))
@@ -108,14 +117,15 @@ def _png(image) -> bytes:
     return buffer.getvalue()
 
 
-def write_gedit_shapes(folder: str | Path, items: int = 10, seed: int = 0, size: int = 256, profile: Any = None) -> Path:
-    """Write the parquet file (rows grouped by type, in GEdit's order, as the release is); returns ``folder``.
-    The data are always of the full world (``profile`` is accepted and not applied)."""
+def write_gedit_shapes(folder: str | Path, items: int = 10, seed: int = 0, size: int = 256,
+                       profile: WorldProfile | str | None = None) -> Path:
+    """Write the parquet file (rows grouped by type, in GEdit's order, as the release is); returns
+    ``folder``. The items are drawn from ``profile`` (default: the full world)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = Path(folder)
-    chosen = sorted(gedit_shapes_items(items, seed), key=lambda item: list(TYPE_KINDS).index(item.task_type))
+    chosen = sorted(gedit_shapes_items(items, seed, profile), key=lambda item: list(TYPE_KINDS).index(item.task_type))
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     columns = {
         "task_type": pa.array([item.task_type for item in chosen]),

@@ -26,8 +26,8 @@ class ShapesBenchmark:
     oracle: tuple[str, Mapping[str, Any]] = ("", {})  # the procedural model that gets it right
     tour_sizes: Mapping[str, str] = field(default_factory=dict)  # tour size field -> data or benchmark param
     headline: Callable[[Mapping[str, Any]], str] = lambda scores: f"overall {scores['overall']:.4f}"
-    #: ``harness shapes-data``: (out, items, seed, image size, legacy layout) -> the path written
-    standalone: Callable[[Path, int, int, int, bool], Path] | None = None
+    #: ``harness shapes-data``: (out, items, seed, image size, legacy layout, profile) -> the path written
+    standalone: Callable[[Path, int, int, int, bool, Any], Path] | None = None
     #: benchmark params that depend on the world profile (GenEval: the profile's prompt set); the
     #: writer gets ``profile=`` too, and every judge ``profile: NAME``, unless the profile is ``full``
     profiled: Callable[[Any], Mapping[str, Any]] = lambda profile: {}
@@ -68,14 +68,14 @@ def _write_complex_edit(path: Path, data: Mapping[str, int], seed: int, profile:
     write_complex_edit_shapes(path, items=data["items"], seed=seed, profile=profile)
 
 
-def _gedit_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+def _gedit_data(out: Path, items: int, seed: int, size: int, legacy: bool, profile: Any = None) -> Path:
     from shapes.gedit_shapes import write_gedit_shapes
-    return write_gedit_shapes(out, items=items, seed=seed, size=size)
+    return write_gedit_shapes(out, items=items, seed=seed, size=size, profile=profile)
 
 
-def _complex_edit_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+def _complex_edit_data(out: Path, items: int, seed: int, size: int, legacy: bool, profile: Any = None) -> Path:
     from shapes.complex_edit_shapes import write_complex_edit_shapes
-    return write_complex_edit_shapes(out, items=items, seed=seed, size=size)
+    return write_complex_edit_shapes(out, items=items, seed=seed, size=size, profile=profile)
 
 
 def _gedit_headline(scores: Mapping[str, Any]) -> str:
@@ -89,14 +89,14 @@ def _complex_edit_headline(scores: Mapping[str, Any]) -> str:
             f"PQ {scores['perceptual_quality']:.2f})")
 
 
-def _mme_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+def _mme_data(out: Path, items: int, seed: int, size: int, legacy: bool, profile: Any = None) -> Path:
     from shapes.understanding import write_mme_shapes
-    return write_mme_shapes(out, per_subtask=items, seed=seed, size=size)
+    return write_mme_shapes(out, per_subtask=items, seed=seed, size=size, profile=profile)
 
 
-def _mmbench_data(out: Path, items: int, seed: int, size: int, legacy: bool) -> Path:
+def _mmbench_data(out: Path, items: int, seed: int, size: int, legacy: bool, profile: Any = None) -> Path:
     from shapes.understanding_mmbench import write_mmbench_shapes
-    return write_mmbench_shapes(out, questions=items, seed=seed, size=size, legacy=legacy)
+    return write_mmbench_shapes(out, questions=items, seed=seed, size=size, legacy=legacy, profile=profile)
 
 
 def _geneval_headline(scores: Mapping[str, Any]) -> str:
