@@ -28,6 +28,9 @@ BENCHMARK_NAME = "geneval"
 #: official --options that belong to the judges, not to the rules: set them on the judge plugins
 JUDGE_SIDE_OPTIONS = {"bgcolor": "color_classifier", "crop": "color_classifier",
                       "clip_model": "color_classifier (model)", "model": "detector"}
+#: detectors that run the official network and weights: GenEval's Mask2Former on transformers (at
+#: the official Swin-S shapes), the mmdet reference, and detections the official code saved
+OFFICIAL_DETECTORS = ("geneval-mask2former", "mmdet-mask2former", "precomputed")
 RULE_OPTIONS = ("threshold", "counting_threshold", "max_objects", "max_overlap", "position_threshold")
 
 
@@ -119,9 +122,12 @@ class GenEval(Benchmark):
         if protocol.get("options", defaults) != defaults:
             reasons.append(f"rule options {protocol.get('options')} differ from the official defaults")
         judges = protocol.get("judges", {})
-        detector = judges.get("detector", {}).get("name")
-        if detector not in ("mmdet-mask2former", "precomputed"):
-            reasons.append(f"detector {detector!r} is not the official mmdet Mask2Former")
+        detector = judges.get("detector", {})
+        if detector.get("name") not in OFFICIAL_DETECTORS:
+            reasons.append(f"detector {detector.get('name')!r} is not the official mmdet Mask2Former")
+        elif detector.get("params", {}).get("shapes", "swin-s") != "swin-s":
+            reasons.append(f"detector {detector.get('name')!r} at shapes {detector['params']['shapes']!r}, "
+                           f"not the official Swin-S network")
         colors = judges.get("color_classifier", {})
         official_clip = colors.get("name") == "open-clip" and colors.get("params", {}).get("model", "ViT-L-14") == "ViT-L-14"
         if not official_clip and colors.get("name") != "from-detections":

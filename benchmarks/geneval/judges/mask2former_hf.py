@@ -74,6 +74,19 @@ def box_from_mask(mask: np.ndarray) -> list[float]:
     return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
 
 
+def batches_by_key(keys: Sequence[Any], batch_size: int) -> list[list[int]]:
+    """Indices grouped by key (an image's size), at most ``batch_size`` each.
+
+    Mixed sizes would be padded to a common size, and the padding changes the features: a result
+    would depend on its batch-mates. Same-size images need no padding.
+    """
+    groups: dict[Any, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return [members[start:start + batch_size] for members in groups.values()
+            for start in range(0, len(members), batch_size)]
+
+
 @register("detector", "mask2former-hf")
 class HFMask2FormerDetector:
     """Instance segmentation with ``Mask2FormerForUniversalSegmentation``.
@@ -149,7 +162,7 @@ class HFMask2FormerDetector:
         """Every detection per image, masks at the image's resolution, boxes from the masks."""
         self._ensure_loaded()
         results: dict[int, list[Detection]] = {}
-        for batch in self._same_size_batches(images):
+        for batch in batches_by_key([image.size for image in images], self.batch_size):
             chunk = [images[i].convert("RGB") for i in batch]
             inputs = self._processor(images=chunk, return_tensors="pt")
             with torch.inference_mode():
@@ -161,19 +174,6 @@ class HFMask2FormerDetector:
             for i, result in zip(batch, processed):
                 results[i] = self._detections(result)
         return [results[i] for i in range(len(images))]
-
-    def _same_size_batches(self, images: Sequence[Image.Image]) -> list[list[int]]:
-        """Indices grouped by image size, at most ``batch_size`` each.
-
-        Mixed sizes would be padded to a common size, and the padding changes the features (and
-        transformers' post-processing would stretch it into the picture): a result would depend on
-        its batch-mates. Same-size images need no padding.
-        """
-        groups: dict[tuple[int, int], list[int]] = {}
-        for index, image in enumerate(images):
-            groups.setdefault(image.size, []).append(index)
-        return [members[start:start + self.batch_size] for members in groups.values()
-                for start in range(0, len(members), self.batch_size)]
 
     def _detections(self, result: dict) -> list[Detection]:
         detections = []

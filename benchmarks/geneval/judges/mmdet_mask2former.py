@@ -24,9 +24,9 @@ CONFIG_NAME = "mask2former_swin-s-p4-w7-224_lsj_8x2_50e_coco"
 CHECKPOINT_URL = ("https://download.openmmlab.com/mmdetection/v2.0/mask2former/" + CONFIG_NAME + "/"
                   + CONFIG_NAME + "_20220504_001756-743b7d99.pth")
 
-INSTALL_HINT = ("install the `mmdet` extra: pip install -e '.[mmdet]' (mmdetection 2.x; mmcv-full 1.7.x must "
-                "be built from source for recent torch/CUDA, see djghosh13/geneval issues #8 and #12), "
-                "or use the `mask2former-hf` detector, which needs only transformers")
+INSTALL_HINT = ("install mmdet 2.28 and mmcv-full 1.7 (it must be built from source for recent torch: "
+                "bash benchmarks/geneval/judges/build_mmdet.sh \"$VIRTUAL_ENV\", about 40 minutes), or use "
+                "`geneval-mask2former`: the same official checkpoint on transformers, no mmcv needed")
 
 
 def _as_bool_mask(mask: Any) -> np.ndarray:
