@@ -31,6 +31,11 @@ context length) / step time, against the device's copy bandwidth (bytes read + w
 large tensor copy, measured at the start). Each method runs ``--repeats`` times, interleaved; the fastest
 run of each is kept (the machine may be shared). ``CPU s`` is the process's CPU time in that run (all
 threads): on a shared machine it moves less than the wall clock. Ratios of images per second follow.
+
+All methods run in one process under the same allocator setting: on glibc the engine keeps freed heap
+memory for reuse (``janus_vq.keep_freed_heap``, process-wide; without it, every large temporary costs a
+page fault per 4 KiB page). The benchmark makes that setting before any method runs, so the baselines
+get it too; ``--release-heap`` leaves glibc's defaults for every method (engine included).
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from harness.models import janus_vq  # noqa: E402
 from harness.models.base import Request  # noqa: E402
 from harness.models.janus import JanusAdapter  # noqa: E402
 
@@ -349,6 +355,7 @@ def run_size(size: str, args, device: torch.device, dtype: torch.dtype, bandwidt
         records.append({
             "size": size, "method": method, "device": device.type, "machine": machine(device),
             "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
+            "freed_heap_kept": janus_vq.keep_freed_heap(),
             "layers": model.config.text_config.num_hidden_layers, "prompts": args.prompts,
             "images_per_prompt": args.images, "image_tokens": args.tokens, "cfg_weight": args.cfg,
             "rows_per_step": result["rows"], "distinct_prompt_rows": result["distinct_prompt_rows"],
@@ -370,7 +377,8 @@ def print_table(records: list[dict], out=sys.stdout) -> None:
     first = records[0]
     print(f"{first['machine']}; torch {torch.__version__}, {first['threads']} threads, {first['dtype']}; "
           f"{first['prompts']} prompts x {first['images_per_prompt']} images, {first['image_tokens']} image tokens, "
-          f"cfg {first['cfg_weight']}; copy bandwidth {first['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write)",
+          f"cfg {first['cfg_weight']}; copy bandwidth {first['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write); "
+          f"freed heap {'kept' if first['freed_heap_kept'] else 'released'}",
           file=out)
     header = (f"{'size':<5} {'method':<16} {'rows':>4} {'ms/step':>9} {'images/s':>9} {'total s':>8} {'prefill':>8} "
               f"{'steps':>8} {'VQ':>7} {'CPU s':>7} {'peak MB':>8} {'GB/s':>6} {'limit':>6}")
@@ -402,6 +410,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="auto", help="auto: float32 on CPU, bfloat16 on CUDA")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--release-heap", action="store_true",
+                        help="leave glibc's malloc defaults (freed memory returned to the kernel) for every method")
     parser.add_argument("--layers", type=int, help="cut the language model to this many layers (say so when reporting)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per method for the tiny model")
     parser.add_argument("--large-repeats", type=int, default=1, help="timed runs per method for 1b and 7b")
@@ -413,6 +423,9 @@ def main() -> int:
         parser.error(f"unknown methods: {', '.join(sorted(unknown))}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.release_heap:
+        janus_vq.KEEP_FREED_HEAP = False
+    janus_vq.keep_freed_heap()  # before any method runs, so that all of them run under the same setting
     from harness.models.janus_loading import _pick_device_dtype
 
     device, dtype = _pick_device_dtype(args.device, args.dtype)

@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 from harness.errors import HarnessError
-from harness.models import janus_engine, janus_sampler
+from harness.models import janus_engine, janus_sampler, janus_weights
 from harness.models.base import InputImage, Request
 from harness.models.janus import ADAPTER_VERSION, JanusAdapter
 from harness.models.tiny_janus import build_tiny_janus, build_tokenizer, tiny_janus_config
@@ -110,7 +110,7 @@ def test_images_equal_at_batch_1_and_8_in_any_order(engine):
         reordered = [image.tobytes() for image in engine.generate_images(requests[::-1])][::-1]
     finally:
         engine.batch_size = old
-    assert alone == batched == reordered  # the VQ decoder always runs on chunks of the same size (4 on CPU)
+    assert alone == batched == reordered  # the VQ decoder always runs on chunks of the same size (8 on CPU)
     assert len(set(alone)) == 8
 
 
@@ -181,7 +181,7 @@ def test_large_model_paths_equal_the_reference_loop(tiny_dir, monkeypatch, prepa
     assert ours.answer(requests) == theirs.answer(requests)
     weights = ours.engine._weights()
     assert weights.layers[0].qkv is None and weights.layers[0].q is not None
-    assert ours.engine.prepacked == (prepack and janus_engine._prepack_available())
+    assert ours.engine.prepacked == (prepack and janus_weights.prepack_available())
     assert ours.engine._weights() is weights  # built once
     # A parameter changed in place is seen: the engine rebuilds its copies.
     with torch.no_grad():
@@ -336,7 +336,7 @@ def test_protocol_records_the_sampler_and_the_new_version(engine, reference, tin
         assert ours["sampler"] == "engine" and theirs["sampler"] == "reference"
         assert ours != theirs  # never the same cache keys
     assert janus_sampler.SAMPLER_VERSION in engine.protocol["sampling"]
-    assert "chunks of 4" in engine.protocol["decode"]  # CPU
+    assert "chunks of 8" in engine.protocol["decode"]  # CPU: 64 px, 32 base channels
     with pytest.raises(ValueError, match="sampler"):
         JanusAdapter(tiny_dir, sampler="fast")
     with pytest.raises(ValueError, match="batch_size"):

@@ -18,21 +18,16 @@ silently adds a top-k 50 warper unless told not to. Choices that differ from the
 * **Seeds.** Each request has its own ``torch.Generator`` (CPU, seeded with ``request.seed``) and only
   that generator samples its row, so an image does not depend on batch size, composition or order.
   Sampling happens on the CPU from float32 probabilities, so the same seed maps to the same draw on
-  any device. Images are decoded one at a time for the same reason.
+  any device. Images are decoded one at a time for the same reason. With the default ``sampler: engine``
+  the tokens come from ``janus_engine.py`` (a draw depends only on the request's seed and the step) and
+  images are decoded in chunks of a fixed size (``janus_vq.py``).
 * **Precision.** The guided logits, softmax and sampling are computed in float32 (the model itself
   runs in ``dtype``: bf16 on CUDA).
 
 On CPU in float32 the images are bit-identical across batch sizes. On GPU, kernels chosen per batch
 shape can change logits in the last bits, which very rarely changes a sampled token.
 
-Understanding (``answer``) follows the deepseek ``inference.py`` / README path (docs/JANUS.md
-section 3): BOS, the processor's default system prompt, then
-``"<|User|>: <image_placeholder>\\n{prompt}\\n\\n<|Assistant|>:"`` rendered with the checkpoint's chat
-template, the placeholder expanded to BOI + N image tokens + EOI; prompts left padded, greedy
-decoding with pad = EOS, decoded with ``skip_special_tokens=True`` and not stripped (the reference
-does not strip either). Greedy decoding needs no seed. With the engine the decoding runs on its static
-cache; the answers are token-identical to ``generate`` on CPU in float32 (tested). Answers do not
-depend on the batch on CPU; on GPU the same last-bit caveat applies.
+Understanding (``answer``, greedy answers about one image) lives in ``janus_understanding.py``.
 
 Editing (``edit_images``, Janus-4o checkpoints) is the reference's three-stream loop with two guidance
 scales, ``cfg_weight`` (s1) and ``cfg_weight2`` (s2); prompt rows, embeddings, the VQ code search and
@@ -41,7 +36,6 @@ batching and decoding as text-to-image. Any Janus checkpoint runs it, but only J
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -51,29 +45,25 @@ import torch
 from PIL import Image
 
 from harness.errors import HarnessError
-from harness.models import janus_edit, janus_sampler
+from harness.models import janus_edit, janus_sampler, janus_vq
 from harness.models.base import ModelAdapter, Request
-from harness.models.janus_engine import ENGINE_VERSION, JanusEngine, PromptRows, Timings, distinct_rows
+from harness.models.janus_engine import JanusEngine, PromptRows, Timings, distinct_rows
 from harness.models.janus_loading import (  # noqa: F401 - JanusLoadError is re-exported
     JanusLoadError, _pick_device_dtype, checkpoint_digest, resolve_checkpoint)
+from harness.models.janus_understanding import JanusUnderstanding
 from harness.registry import register
 
 #: 2: the engine became the default sampler (images of version 1 came from the reference sampler)
 ADAPTER_VERSION = "janus-adapter/2"
 SAMPLERS = ("engine", "reference")
-#: images per VQ decoder call in the engine on CUDA (the last call padded to this size)
-DECODE_CHUNK_CUDA = 16
-#: on CPU, a chunk holds about this many values of the decoder's widest activation (image size squared x
-#: base channels): on the CPU of docs/PERFORMANCE.md, 4 images at a time decode fastest for the 64 px
-#: tiny model, one at a time for the real VQ decoder (128 channels at full resolution)
-DECODE_VALUES_CPU = 2**19
 #: ``batch_size: auto`` on CPU (larger batches gain little once the steps are compute-bound)
 AUTO_BATCH_CPU = 16
 REFERENCE_SAMPLING = "float32 logits; multinomial on CPU, one torch.Generator per request (request.seed)"
-ANSWER_VERSION = "janus-answer/1"
 #: user turn + empty assistant turn, deepseek template, empty system prompt (Janus-Pro role names)
 PROMPT_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
 UNCOND_POLICY = "bos+boi only, pads attended, no attention mask"
+
+
 @dataclass
 class JanusBatch:
     """Prompt rows for one chunk of requests.
@@ -89,7 +79,7 @@ class JanusBatch:
 
 
 @register("model", "janus")
-class JanusAdapter(ModelAdapter):
+class JanusAdapter(JanusUnderstanding, ModelAdapter):
     """Janus-Pro (converted ``deepseek-community`` checkpoints, or any ``JanusForConditionalGeneration``).
 
     ``temperature=0`` is a testing hook: argmax instead of sampling (greedy decoding), used to check
@@ -200,12 +190,8 @@ class JanusAdapter(ModelAdapter):
 
     @property
     def decode_chunk(self) -> int:
-        """Images per VQ decoder call with the engine: fixed for a model and device type, so pixels never
-        depend on how many images a batch has."""
-        if self.device.type == "cuda":
-            return DECODE_CHUNK_CUDA
-        values = self.image_size ** 2 * int(self.model.config.vq_config.base_channels)
-        return max(1, min(8, DECODE_VALUES_CPU // values))
+        """Images per VQ decoder call with the engine (``janus_vq.chunk_size``)."""
+        return janus_vq.chunk_size(self.device, self.image_size, int(self.model.config.vq_config.base_channels))
 
     @property
     def engine(self) -> JanusEngine:
@@ -251,7 +237,7 @@ class JanusAdapter(ModelAdapter):
 
     def _decode_description(self) -> str:
         if self.sampler == "engine":
-            return (f"VQ decoder (channels-last copy) in chunks of {self.decode_chunk}, last chunk padded; "
+            return (f"{janus_vq.DESCRIPTION} in chunks of {self.decode_chunk}, last chunk padded; "
                     "clip((x+1)/2*255) truncated to uint8")
         return "decode_image_tokens, clip((x+1)/2*255) truncated to uint8"
 
@@ -282,25 +268,6 @@ class JanusAdapter(ModelAdapter):
             "streams": {**janus_edit.STREAMS, "uncond": UNCOND_POLICY + ", no pixels"},
             "source_image": janus_edit.describe_preprocessing(self.processor.image_processor, self.image_size),
             "vq_codes": janus_edit.VQ_SEARCH,
-        }
-
-    @property
-    def answer_protocol(self) -> dict:
-        """Understanding parameters (part of ``protocol_for("answer")``)."""
-        system = self.system_prompt_text
-        return {
-            "version": ANSWER_VERSION,
-            "decoding": "greedy",  # do_sample=False, one beam: no seed involved
-            "max_new_tokens": self.max_new_tokens,
-            "system_prompt": bool(system),
-            "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()[:16] if system else None,
-            "prompt_template": self.render_question("{prompt}"),
-            "image_mode": "PIL convert('RGB'), alpha dropped",
-            "pad": "eos",
-            "decode": "skip_special_tokens=True, not stripped",
-            "batching": "left padding masked, position ids from the attention mask",
-            "decoder": (f"{ENGINE_VERSION} static cache" if self.sampler == "engine"
-                        else "transformers generate"),
         }
 
     # -- prompt rows ---------------------------------------------------------------------------
@@ -412,112 +379,14 @@ class JanusAdapter(ModelAdapter):
     @torch.inference_mode()
     def decode(self, tokens: torch.Tensor) -> list[Image.Image]:
         """Image tokens -> RGB images. Reference sampler: one image per decoder call. Engine: chunks of
-        ``decode_chunk`` images (the last one padded with copies), so every call has the same shape and
-        an image's pixels do not depend on the batch."""
+        ``decode_chunk`` images through ``janus_vq.VQDecoder`` (the last one padded with copies), so every
+        call has the same shape and an image's pixels do not depend on the batch."""
         if self.sampler == "reference":
-            return [self._to_image(self.model.decode_image_tokens(row.unsqueeze(0).to(self.device))[0])
+            return [janus_vq.to_images(self.model.decode_image_tokens(row.unsqueeze(0).to(self.device)))[0]
                     for row in tokens]
-        images = []
-        size = self.decode_chunk
-        for start in range(0, len(tokens), size):
-            chunk = tokens[start:start + size].to(self.device)
-            count = len(chunk)
-            if count < size:
-                chunk = torch.cat([chunk, chunk[-1:].expand(size - count, -1)])
-            pixels = self._decode_chunk(chunk)
-            images.extend(self._to_image(pixels[i]) for i in range(count))
-        return images
-
-    def _decode_chunk(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, N) tokens -> (B, H, W, 3) pixels with a channels-last copy of the VQ decoder."""
-        import copy
-
-        vqmodel = self.model.model.vqmodel
         if self._decoder is None:
-            post_quant_conv = copy.deepcopy(vqmodel.post_quant_conv).to(memory_format=torch.channels_last)
-            decoder = copy.deepcopy(vqmodel.decoder).to(memory_format=torch.channels_last)
-            self._decoder = (post_quant_conv, decoder)
-        post_quant_conv, decoder = self._decoder
-        latent = vqmodel.quantize.get_codebook_entry(tokens).contiguous(memory_format=torch.channels_last)
-        return decoder(post_quant_conv(latent)).permute(0, 2, 3, 1)
-
-    @staticmethod
-    def _to_image(pixels: torch.Tensor) -> Image.Image:
-        """(H, W, 3) floats in about [-1, 1] -> RGB, ``clip((x + 1) / 2 * 255)`` truncated to uint8."""
-        pixels = ((pixels.float().cpu() + 1) / 2 * 255).clamp(0, 255).to(torch.uint8)
-        return Image.fromarray(pixels.contiguous().numpy())
-
-    # -- understanding ----------------------------------------------------------------------------
-
-    @property
-    def system_prompt_text(self) -> str:
-        """The text the processor puts before every question ("" when the system prompt is off)."""
-        from transformers.models.janus.processing_janus import DEFAULT_SYSTEM_PROMPT
-
-        return DEFAULT_SYSTEM_PROMPT if self.processor.use_default_system_prompt else ""
-
-    def render_question(self, prompt: str) -> str:
-        """One image then the prompt in a user turn, then the assistant tag (checkpoint's template).
-
-        The system prompt and BOS are added later by the processor and the tokenizer.
-        """
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        if text.count(self.processor.image_token) != 1:
-            raise JanusLoadError(f"the chat template in {self.folder} must render one image token for one image "
-                                 f"part; it rendered {text!r}")
-        return text
-
-    def build_question_inputs(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> dict:
-        """Token ids (left padded, image tokens expanded), attention mask and pixel values."""
-        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        inputs = self.processor(text=[self.render_question(p) for p in prompts], images=rgb,
-                                generation_mode="text", padding=True, return_tensors="pt")
-        mask = inputs["attention_mask"]
-        if len(prompts) > 1 and not bool(mask[:, -1].all()):
-            raise JanusLoadError("the tokenizer must pad on the left for batched answers")
-        return {"input_ids": inputs["input_ids"].to(self.device), "attention_mask": mask.to(self.device),
-                "pixel_values": inputs["pixel_values"].to(self.device, self.dtype)}
-
-    @torch.inference_mode()
-    def answer_batch(self, prompts: Sequence[str], images: Sequence[Image.Image]) -> list[str]:
-        """Greedy answers to one batch of (prompt, image) pairs."""
-        from transformers import GenerationMixin
-
-        inputs = self.build_question_inputs(prompts, images)
-        if self.sampler == "engine":
-            janus = self.model.model
-            embeds = janus.get_input_embeddings()(inputs["input_ids"])
-            features = janus.get_image_features(inputs["pixel_values"]).pooler_output
-            placeholders = (inputs["input_ids"] == self.model.config.image_token_id).unsqueeze(-1)
-            embeds = embeds.masked_scatter(placeholders.expand_as(embeds),
-                                           features.reshape(-1, embeds.shape[-1]).to(embeds.dtype))
-            new_tokens = self.engine.greedy_text(embeds, inputs["attention_mask"], self.max_new_tokens,
-                                                 self.eos_id).cpu()
-            return [self.processor.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
-        # The plain text-generation loop, as JanusForConditionalGeneration.generate(generation_mode=
-        # "text") runs it, minus its second config merge (which logs a length warning every call).
-        # Settings that could change a greedy answer are explicit, so the checkpoint's
-        # generation_config (guidance 5 for images, maybe a repetition penalty) is not inherited.
-        output = GenerationMixin.generate(
-            self.model, **inputs, do_sample=False, num_beams=1, guidance_scale=None,
-            max_new_tokens=self.max_new_tokens, repetition_penalty=1.0, no_repeat_ngram_size=0,
-            pad_token_id=self.eos_id, eos_token_id=self.eos_id, bos_token_id=self.bos_id, use_cache=True,
-        )
-        new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
-        return [self.processor.tokenizer.decode(row, skip_special_tokens=True) for row in new_tokens]
-
-    def answer(self, requests: Sequence[Request]) -> list[str]:
-        for request in requests:  # refuse before any work is done
-            if len(request.images) != 1:
-                raise HarnessError(f"Janus answers about exactly one image per request; {request.sample_id!r} "
-                                   f"has {len(request.images)}")
-        answers: list[str] = []
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start:start + self.batch_size]
-            images = [request.images[0].load() for request in chunk]
-            answers.extend(self.answer_batch([r.prompt for r in chunk], images))
-        return answers
+            self._decoder = janus_vq.VQDecoder(self.model.model.vqmodel)
+        return janus_vq.decode(self._decoder, tokens, self.decode_chunk, self.device)
 
     # -- editing ------------------------------------------------------------------------------------
 

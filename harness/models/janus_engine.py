@@ -24,9 +24,10 @@ loop over them:
 * **Weights.** Small models get fused q/k/v and gate/up matrices (fewer operations per step, which is
   what their steps cost). On CPU, large models multiply with oneDNN on prepacked copies of the
   weights: more memory, much faster than the BLAS behind ``nn.Linear`` on the CPU measured in
-  docs/PERFORMANCE.md. Copies are rebuilt when a parameter of the model changes. One query per row on
-  CPU uses plain attention (cheaper there than the fused kernel); prefill and CUDA use
-  ``scaled_dot_product_attention``.
+  docs/PERFORMANCE.md (``janus_weights.py``). Copies are rebuilt when a parameter of the model changes.
+  One query per row on CPU uses plain attention (cheaper there than the fused kernel); prefill and
+  CUDA use ``scaled_dot_product_attention``.
+* **VQ decoding** of the sampled tokens is ``janus_vq.py``'s (the adapter's ``decode``).
 
 Only the CPU paths have run so far (tests, docs/PERFORMANCE.md); the CUDA graph capture is written for
 GPUs but has not been measured on one yet.
@@ -48,6 +49,7 @@ import torch.nn.functional as F
 
 from harness.errors import HarnessError
 from harness.models import janus_sampler
+from harness.models.janus_weights import Layer, Weights, build_weights, prepack_available
 
 log = logging.getLogger(__name__)
 
@@ -88,91 +90,6 @@ def distinct_rows(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
             representatives.append(row)
         inverse.append(first[key])
     return representatives, inverse
-
-
-def _prepack_available() -> bool:
-    """Whether oneDNN's prepacked linear (the operator torch.compile uses on CPU) exists here."""
-    mkldnn = getattr(torch.ops, "mkldnn", None)
-    if not (torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_linear_pointwise")
-            and hasattr(mkldnn, "_reorder_linear_weight")):
-        return False
-    try:
-        weight = torch.ops.mkldnn._reorder_linear_weight(torch.ones(3, 2), None)
-        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), weight, None, "none", [], "")
-        return bool(torch.equal(out, torch.full((1, 3), 2.0)))
-    except (RuntimeError, TypeError):
-        return False
-
-
-class _Linear:
-    """``x @ weight.T + bias``: ``F.linear``, or oneDNN on a prepacked copy of the weight (CPU)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, prepack: bool) -> None:
-        self.bias = bias
-        self.packed = prepack
-        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight, None) if prepack else weight
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed:
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
-        return F.linear(x, self.weight, self.bias)
-
-
-def _linear(module: torch.nn.Linear, prepack: bool) -> _Linear:
-    return _Linear(module.weight, module.bias, prepack)
-
-
-def _rotate_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
-    """Rows of a projection whose output is ``rotate_half`` of the original's, head by head."""
-    per_head = weight.reshape(heads, 2, -1, *weight.shape[1:])
-    return torch.cat([-per_head[:, 1], per_head[:, 0]], dim=1).reshape(weight.shape)
-
-
-def _fused(linears: Sequence[torch.nn.Linear], norm: torch.Tensor, prepack: bool,
-           rotated: Sequence[tuple[torch.nn.Linear, int]] = ()) -> _Linear:
-    """One linear for several that read the same normed input: their outputs concatenated, then the
-    ``rotate_half`` of the ``rotated`` ones (module, heads). The RMSNorm weight ``norm`` is folded into
-    the columns (computed in float32), so the decoder applies the norm without its weight."""
-    weights = [linear.weight.float() for linear in linears] + [_rotate_rows(m.weight.float(), h) for m, h in rotated]
-    zeros = [torch.zeros(m.out_features, device=m.weight.device) for m in linears]
-    biases = [z if m.bias is None else m.bias.float() for m, z in zip(linears, zeros)]
-    biases += [torch.zeros(m.out_features, device=m.weight.device) if m.bias is None
-               else _rotate_rows(m.bias.float(), h) for m, h in rotated]
-    has_bias = any(m.bias is not None for m in list(linears) + [m for m, _ in rotated])
-    dtype = linears[0].weight.dtype
-    weight = (torch.cat(weights) * norm.float()).to(dtype)
-    return _Linear(weight, torch.cat(biases).to(dtype) if has_bias else None, prepack)
-
-
-@dataclass
-class _Layer:
-    """One decoder layer. Small models: ``qkv`` gives q, k, v, rotate_half(q), rotate_half(k) in one
-    product and ``gate_up`` gate and up, both with the norm weights folded in (``in_norm`` and
-    ``post_norm`` are None then). Otherwise ``q``, ``k``, ``v`` / ``gate``, ``up`` run one by one."""
-
-    in_norm: torch.Tensor | None
-    post_norm: torch.Tensor | None
-    qkv: _Linear | None
-    q: _Linear | None
-    k: _Linear | None
-    v: _Linear | None
-    o: _Linear
-    gate_up: _Linear | None
-    gate: _Linear | None
-    up: _Linear | None
-    down: _Linear
-    act: Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class _Weights:
-    """What the engine multiplies with, built from the model's parameters (and rebuilt when one of them
-    is replaced or changed in place)."""
-
-    layers: list[_Layer]
-    head: tuple[_Linear, Callable, _Linear]  # the generation head: linear, activation, linear
-    fused: bool
-    fingerprint: tuple
 
 
 @dataclass
@@ -216,7 +133,7 @@ class JanusEngine:
         #: 2-4x faster than the BLAS behind nn.Linear on the CPUs measured in docs/PERFORMANCE.md)
         self.prepack = prepack
         self.prepacked = False
-        self._cache: _Weights | None = None
+        self._cache: Weights | None = None
         self.profile = False
         self.timings = Timings()
 
@@ -230,7 +147,7 @@ class JanusEngine:
         except RuntimeError:  # inference tensors keep no version: identity only
             return tuple(id(p) for p in parameters)
 
-    def _weights(self) -> _Weights:
+    def _weights(self) -> Weights:
         """The decoder's and generation head's weights as the engine uses them, cached: small models get
         fused q/k/v and gate/up copies; on CPU, large ones get oneDNN-prepacked copies (``prepack``)."""
         fingerprint = self._fingerprint()
@@ -243,27 +160,9 @@ class JanusEngine:
                                      layer.mlp.gate_proj, layer.mlp.up_proj))
         fuse = linear_bytes <= FUSE_LIMIT_BYTES
         device = layers[0].self_attn.q_proj.weight.device
-        prepack = bool(self.prepack and not fuse and device.type == "cpu" and _prepack_available())
-        built = []
-        for layer in layers:
-            attention, mlp = layer.self_attn, layer.mlp
-            act = F.silu if getattr(self.language_model.config, "hidden_act", None) == "silu" else mlp.act_fn
-            projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-            in_norm, post_norm = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
-            if fuse:
-                rotated = ((attention.q_proj, self.heads), (attention.k_proj, self.kv_heads))
-                built.append(_Layer(None, None, _fused(projections, in_norm, prepack, rotated), None, None, None,
-                                    _linear(attention.o_proj, prepack),
-                                    _fused((mlp.gate_proj, mlp.up_proj), post_norm, prepack), None, None,
-                                    _linear(mlp.down_proj, prepack), act))
-            else:
-                built.append(_Layer(in_norm, post_norm, None, *(_linear(m, prepack) for m in projections),
-                                    _linear(attention.o_proj, prepack), None, _linear(mlp.gate_proj, prepack),
-                                    _linear(mlp.up_proj, prepack), _linear(mlp.down_proj, prepack), act))
-        head = self.janus.generation_head
-        self._cache = _Weights(layers=built, head=(_linear(head.proj_out, prepack), head.activation_fn,
-                                                   _linear(head.vision_head, prepack)),
-                               fused=fuse, fingerprint=fingerprint)
+        prepack = bool(self.prepack and not fuse and device.type == "cpu" and prepack_available())
+        self._cache = build_weights(self.language_model, self.janus.generation_head, self.heads, self.kv_heads,
+                                    fuse, prepack, fingerprint)
         self.prepacked = prepack
         return self._cache
 
@@ -296,10 +195,7 @@ class JanusEngine:
         h = (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype)
         return h if weight is None else weight * h
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-        return x * cos + torch.roll(x, self.head_dim // 2, dims=-1) * signed_sin
-
-    def forward(self, x: torch.Tensor, layers: list[_Layer], cache: list[tuple[torch.Tensor, torch.Tensor]],
+    def forward(self, x: torch.Tensor, layers: list[Layer], cache: list[tuple[torch.Tensor, torch.Tensor]],
                 column: int | torch.Tensor, mask: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         """Run the decoder on ``x`` (R, T, hidden) whose first token sits at cache column ``column``.
 
@@ -336,9 +232,9 @@ class JanusEngine:
                 value_cache.index_copy_(2, column, v)
                 keys, values = key_cache, value_cache
             else:
-                key_cache[:, :, column:end] = k
-                value_cache[:, :, column:end] = v
-                keys, values = key_cache[:, :, :end], value_cache[:, :, :end]
+                key_cache.narrow(2, column, length).copy_(k)
+                value_cache.narrow(2, column, length).copy_(v)
+                keys, values = key_cache.narrow(2, 0, end), value_cache.narrow(2, 0, end)
             if additive:  # one query per row; grouped heads share their keys without copies
                 span = keys.shape[2]
                 grouped = q.reshape(rows * kv_heads, heads // kv_heads, dim)
@@ -369,7 +265,7 @@ class JanusEngine:
         bias.masked_fill_(~column_mask, float("-inf"))
         return bias[:, None, None, :].expand(rows, self.kv_heads, 1, columns).reshape(rows * self.kv_heads, 1, columns)
 
-    def _prefill(self, prompt: PromptRows, layers: list[_Layer], capacity: int, dtype: torch.dtype,
+    def _prefill(self, prompt: PromptRows, layers: list[Layer], capacity: int, dtype: torch.dtype,
                  cos_table: torch.Tensor, sin_table: torch.Tensor):
         """Run the distinct prompt rows once; return the batch's cache (prompt columns filled), the last
         hidden state of every batch row, and the boolean mask of every column of the cache."""
