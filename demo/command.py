@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from harness.commands import Command
-from harness.core_commands import add_pipeline_flags, add_set_flag, execute_pipeline
+from harness.core_commands import add_pipeline_flags, add_set_flag, execute_pipeline, transformers_bars
 from harness.errors import HarnessError
 from harness.registry import register
 
@@ -60,6 +60,7 @@ class DemoCommand(Command, order=0):
             if getattr(args, flag) < 1:
                 raise HarnessError(f"--{flag.replace('_', '-')} must be at least 1")
         size = DemoSize(**{field: getattr(args, flag) for flag, field in TOUR_FLAGS.items()})
-        report = run_demo(args.out or Path("harness-tour"), size, seed=args.seed, show_progress=not args.no_progress)
+        with transformers_bars(show=not args.no_progress):
+            report = run_demo(args.out or Path("harness-tour"), size, seed=args.seed, show_progress=not args.no_progress)
         print(f"report: {report}")
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness import registry
@@ -116,6 +117,21 @@ class RunCommand(Command, order=30):
         return 0
 
 
+@contextmanager
+def transformers_bars(show: bool):
+    """transformers' own progress bars (loading and saving checkpoints) follow ``--no-progress``."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    if not show:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def execute_pipeline(spec, args: argparse.Namespace):
     """Run ``spec`` with the shared flags (--out, --set, --threads, --no-progress)."""
     from harness.pipeline import run_pipeline
@@ -126,17 +142,9 @@ def execute_pipeline(spec, args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    from transformers.utils import logging as transformers_logging
-
-    bars = transformers_logging.is_progress_bar_enabled()
-    if args.no_progress:  # transformers' own bars too (loading and saving checkpoints)
-        transformers_logging.disable_progress_bar()
-    try:
+    with transformers_bars(show=not args.no_progress):
         outcome = run_pipeline(spec, args.out, parse_overrides(args.set), show_progress=not args.no_progress,
                                echo=lambda line: print(line, flush=True))
-    finally:
-        if bars:
-            transformers_logging.enable_progress_bar()
     print(f"pipeline {spec.name}: {len(outcome.results)} stages, {len(outcome.skipped)} skipped, "
           f"{outcome.seconds:.1f} s; record {outcome.out / 'pipeline.json'}", file=sys.stderr)
     return outcome
