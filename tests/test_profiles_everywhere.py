@@ -234,7 +234,8 @@ def test_two_profiles_give_different_cards_and_hashes_for_every_benchmark(tmp_pa
         assert all(judge.params.get("profile") == "grid" for judge in grid.judges.values())
         runs = {}
         for profile, spec in (("full", full), ("grid", grid)):  # the procedural model that gets it right
-            spec = replace(spec, model=ComponentSpec(shapes.oracle[0], dict(shapes.oracle[1])))
+            oracle = {**shapes.oracle[1], **({"profile": "grid"} if profile == "grid" else {})}
+            spec = replace(spec, model=ComponentSpec(shapes.oracle[0], oracle))
             runs[profile] = evaluate(spec, tmp_path / "runs" / profile / name, show_progress=False)
         assert runs["full"].summary.protocol != runs["grid"].summary.protocol, name
         assert runs["grid"].summary.protocol["world"] == {"shapes_profile": GRID.describe()}
@@ -242,3 +243,36 @@ def test_two_profiles_give_different_cards_and_hashes_for_every_benchmark(tmp_pa
         assert runs["full"].artifact.hash != runs["grid"].artifact.hash, name
         if name in ("gedit", "complex_edit"):  # the grid world's data, judged in the grid world: the ceiling
             assert runs["grid"].summary.scores["overall"] == 10.0, name
+
+
+# ------------------------------------------------------------------------------ reference models
+@pytest.mark.parametrize("kind", ["shapes-editor", "shapes-answerer"])
+def test_the_reference_models_read_in_the_profile_and_say_so(kind):
+    from harness import registry
+    from harness.errors import InputError
+
+    full, grid = registry.build("model", kind), registry.build("model", kind, profile="grid")
+    assert full.detector.profile == "full" and grid.detector.profile == "grid"
+    assert "profile" not in full.protocol and grid.protocol["profile"] == "grid"
+    assert full.model_digest != grid.model_digest
+    with pytest.raises(InputError, match="profile must be one of"):
+        registry.build("model", kind, profile="nope")
+
+
+def test_the_editor_places_added_objects_on_the_profiles_grid():
+    """The editor reads the source from pixels and applies the edit in its profile: in the grid world
+    its output is exactly the rendered scene graph edit with the same seed, added objects on the grid."""
+    from harness import registry
+    from harness.models.base import InputImage, Request
+    from shapes.edits import imgedit_shapes_items
+
+    editor = registry.build("model", "shapes-editor", profile="grid", size=32)
+    items = [item for item in imgedit_shapes_items(30, 0, GRID) if item.edit_type == "add"][:4]
+    assert items
+    for n, item in enumerate(items):
+        source = render(item.scene, 32)
+        request = Request(f"{n}", item.prompt, seed=1000 + n, images=(InputImage(f"d{n}", lambda s=source: s),))
+        edited = apply_edits(item.scene, item.edits, np.random.default_rng(1000 + n), GRID)
+        assert scene_outside_profile(edited, GRID) == []
+        expected = render(replace(edited, texture_seed=(1000 + n) % 2**31), 32)
+        assert np.array_equal(np.asarray(editor.edit_one(request)), np.asarray(expected)), item.prompt
