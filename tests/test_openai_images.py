@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from harness.clients.attempts import parse_reply as _parse_reply
+from harness.clients.attempts import parse_reply
 from harness.clients.openai_compat import OpenAICompatClient
 from harness.clients.replies import first_image, multipart_form
 from harness.errors import HarnessError, PartialBatchError
@@ -139,10 +139,10 @@ def test_client_counts_image_tokens_and_decodes_base64():
     # gpt-image-* report input/output tokens: counted as prompt/completion tokens
     reply = {"data": [{"b64_json": base64.b64encode(b"abc").decode()}],
              "usage": {"input_tokens": 7, "output_tokens": 9}}
-    attempt = _parse_reply(json.dumps(reply).encode(), first_image, None)
+    attempt = parse_reply(json.dumps(reply).encode(), first_image, None)
     assert attempt.value == b"abc" and attempt.tokens == {"prompt_tokens": 7, "completion_tokens": 9}
     broken = {"data": [{"b64_json": "not base64!"}]}
-    attempt = _parse_reply(json.dumps(broken).encode(), first_image, None)
+    attempt = parse_reply(json.dumps(broken).encode(), first_image, None)
     assert attempt.retryable and "not valid base64" in attempt.error
 
 
