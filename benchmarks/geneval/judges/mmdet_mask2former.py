@@ -25,7 +25,7 @@ CHECKPOINT_URL = ("https://download.openmmlab.com/mmdetection/v2.0/mask2former/"
                   + CONFIG_NAME + "_20220504_001756-743b7d99.pth")
 
 INSTALL_HINT = ("install mmdet 2.28 and mmcv-full 1.7 (it must be built from source for recent torch: "
-                "bash benchmarks/geneval/judges/build_mmdet.sh \"$VIRTUAL_ENV\", about 40 minutes), or use "
+                "bash benchmarks/geneval/judges/build_mmdet.sh \"$VIRTUAL_ENV\", 12-40 minutes on 2 cores), or use "
                 "`geneval-mask2former`: the same official checkpoint on transformers, no mmcv needed")
 
 
