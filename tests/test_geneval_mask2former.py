@@ -134,9 +134,9 @@ def test_a_wrong_corrupt_or_incomplete_checkpoint_is_refused(tmp_path):
     broken.write_bytes(good.read_bytes()[:5000])
     with pytest.raises(HarnessError, match="broken.pth: cannot be read"):
         GenEvalMask2FormerDetector(checkpoint=str(broken), shapes="tiny", device="cpu").detect([])
-    checkpoint = torch.load(good, weights_only=False)
-    del checkpoint["state_dict"]["panoptic_head.cls_embed.weight"]
-    torch.save(checkpoint, tmp_path / "missing.pth")
+    state = mask2former_random.random_state_dict(mask2former_random.TINY, 0)
+    del state["panoptic_head.cls_embed.weight"]
+    torch.save({"meta": {}, "state_dict": state}, tmp_path / "missing.pth")
     with pytest.raises(HarnessError, match="missing .*class_predictor.weight"):
         GenEvalMask2FormerDetector(checkpoint=str(tmp_path / "missing.pth"), shapes="tiny", device="cpu").detect([])
     with pytest.raises(HarnessError, match="checkpoint not found"):

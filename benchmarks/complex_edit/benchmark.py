@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from PIL import Image
-
 from benchmarks.complex_edit.data import IMAGE_TYPES, LEVELS, ComplexEditData, ComplexEditItem
 from benchmarks.complex_edit.prompts import (DEFAULT_REPLY_FORMAT, REPLY_FORMATS, UPSTREAM_RESPONSE_FORMATS_HASH,
                                              alignment_prompt, load_prompts, quality_prompt, response_formats_hash,
@@ -28,6 +26,7 @@ from harness import registry
 from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import HarnessError
 from harness.hashing import hash_file
+from harness.images import load_image
 from harness.models.base import InputImage, Request
 from harness.registry import register
 from harness.schema import SampleRecord
@@ -176,8 +175,7 @@ class ComplexEdit(Benchmark):
         items = [self.by_id[request.sample_id] for request in requests]
         prompts = []
         for item, path in zip(items, output_paths, strict=True):  # every image read before any call
-            with Image.open(path) as handle:
-                edited = handle.convert("RGB")
+            edited = load_image(path)
             instruction = item.instructions[self.complexity - 1]
             prompts.append({"alignment": alignment_prompt(self.prompts, instruction, self.data.image(item), edited,
                                                           self.reply_format),

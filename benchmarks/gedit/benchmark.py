@@ -13,8 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from PIL import Image
-
 from benchmarks.gedit.data import MODEL_INPUTS, OFFICIAL_ITEMS, TASK_TYPES, GEditData, GEditItem
 from benchmarks.gedit.prompts import JUDGE_FORMATS, judge_prompts, prompts_hash
 from benchmarks.gedit.results import REPLIES_FILE, RESULTS_FOLDER, CsvRow, write_csvs, write_replies
@@ -23,6 +21,7 @@ from harness import registry
 from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import HarnessError, InputError
 from harness.hashing import hash_file
+from harness.images import load_image
 from harness.models.base import InputImage, Request
 from harness.registry import register
 from harness.schema import SampleRecord
@@ -184,8 +183,7 @@ class GEdit(Benchmark):
         items = [self.by_id[request.sample_id] for request in requests]
         prompts = []
         for item, path in zip(items, output_paths, strict=True):  # every image read before any call
-            with Image.open(path) as handle:
-                edited = handle.convert("RGB")
+            edited = load_image(path)
             prompts.append(judge_prompts(item.instruction, self.data.image(item, "input_image"), edited,
                                          self.judge_format))
         judgings = [Judging(self.max_attempts, self.max_rounds) for _ in items]
