@@ -12,7 +12,6 @@ fixtures made by mmdet itself); docs/GENEVAL.md says what remains different on a
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from benchmarks.geneval.judges.mask2former_random import SHAPES, SWIN_S
 from benchmarks.geneval.judges.mask2former_hf import batches_by_key, load_geneval_class_names
 from benchmarks.geneval.judges.mmdet_mask2former import CHECKPOINT_URL, CONFIG_NAME, detections_from_mmdet_result
 from harness.errors import HarnessError
+from harness.hashing import hash_file
 from harness.judges.base import Detection
 from harness.judges.clip_color import resolve_device
 from harness.registry import register
@@ -34,14 +34,6 @@ from harness.registry import register
 VERSION = 1
 #: the first 8 hex digits of the official checkpoint's sha256 (OpenMMLab names files by them)
 OFFICIAL_SHA256_PREFIX = "743b7d99"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_mmdet_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -99,7 +91,7 @@ class GenEvalMask2FormerDetector:
                                f"{CHECKPOINT_URL} (as GenEval's download_models.sh does) and pass "
                                f"checkpoint='/path/to/{CONFIG_NAME}.pth'")
         if self.expected_sha256:
-            digest = file_sha256(self.checkpoint)
+            digest = hash_file(self.checkpoint, length=64)
             if not digest.startswith(self.expected_sha256.lower()):
                 raise HarnessError(f"{self.checkpoint}: sha256 {digest[:16]}... is not the official GenEval "
                                    f"checkpoint's ({self.expected_sha256}...): a partial or different download? "
