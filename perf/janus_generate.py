@@ -58,6 +58,7 @@ import torch  # noqa: E402
 from harness.models import janus_vq  # noqa: E402
 from harness.models.base import Request  # noqa: E402
 from harness.models.janus import JanusAdapter  # noqa: E402
+from harness.models.janus_engine import cache_argument  # noqa: E402
 
 #: language-model shapes (hidden, layers, heads, MLP width); vocabulary 102400 for both real shapes
 SHAPES = {"1b": (2048, 24, 16, 5632), "7b": (4096, 30, 32, 11008)}
@@ -163,9 +164,10 @@ def upstream(adapter: JanusAdapter, prompts: list[str], images: int, tokens: int
         rows[1::2, 1:-1] = adapter.pad_id  # unconditional rows: BOS and BOI only
         embeds = model.get_input_embeddings()(rows)
         cache = DynamicCache(config=janus.language_model.config)
+        cached = cache_argument(janus.language_model, cache)
         out = torch.zeros(images, tokens, dtype=torch.long, device=device)
         for step in range(tokens):
-            hidden = janus.language_model(inputs_embeds=embeds, past_key_values=cache, use_cache=True).last_hidden_state
+            hidden = janus.language_model(inputs_embeds=embeds, use_cache=True, **cached).last_hidden_state
             logits = janus.generation_head(hidden[:, -1, :])
             guided = logits[1::2] + adapter.cfg_weight * (logits[0::2] - logits[1::2])
             token = torch.multinomial(torch.softmax(guided / adapter.temperature, dim=-1), num_samples=1)

@@ -342,3 +342,28 @@ def test_protocol_records_the_sampler_and_the_new_version(engine, reference, tin
     with pytest.raises(ValueError, match="batch_size"):
         JanusAdapter(tiny_dir, batch_size="large")
     assert JanusAdapter(tiny_dir, device="cpu", batch_size="auto").batch_size == 16  # CPU: a fixed size
+
+
+def test_the_kv_cache_goes_under_the_name_the_installed_transformers_takes(engine):
+    import warnings
+
+    from transformers import DynamicCache
+
+    class Old(torch.nn.Module):  # transformers 5.0
+        def forward(self, inputs_embeds=None, past_key_values=None, use_cache=None):
+            return past_key_values
+
+    class New(torch.nn.Module):  # later 5.x: the old name warns, and goes in 5.40
+        def forward(self, inputs_embeds=None, cache=None, use_cache=None, **kwargs):
+            return cache
+
+    marker = object()
+    assert janus_engine.cache_argument(Old(), marker) == {"past_key_values": marker}
+    assert janus_engine.cache_argument(New(), marker) == {"cache": marker}
+    language_model = engine.model.model.language_model
+    cache = DynamicCache(config=language_model.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # the installed release takes it without a warning
+        language_model(inputs_embeds=torch.zeros(1, 3, language_model.config.hidden_size), use_cache=True,
+                       **janus_engine.cache_argument(language_model, cache))
+    assert cache.get_seq_length() == 3  # and it filled the cache it was given

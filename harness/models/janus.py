@@ -47,7 +47,7 @@ from PIL import Image
 from harness.errors import HarnessError
 from harness.models import janus_edit, janus_sampler, janus_vq
 from harness.models.base import ModelAdapter, Request
-from harness.models.janus_engine import JanusEngine, PromptRows, Timings, distinct_rows
+from harness.models.janus_engine import JanusEngine, PromptRows, Timings, cache_argument, distinct_rows
 from harness.models.janus_loading import (  # noqa: F401 - JanusLoadError is re-exported
     JanusLoadError, _pick_device_dtype, checkpoint_digest, resolve_checkpoint)
 from harness.models.janus_understanding import JanusUnderstanding
@@ -351,6 +351,7 @@ class JanusAdapter(JanusUnderstanding, ModelAdapter):
         positions = batch.position_ids.to(self.device)
         embeds = self.model.get_input_embeddings()(batch.input_ids.to(self.device))
         cache = DynamicCache(config=language_model.config)
+        cached = cache_argument(language_model, cache)
         tokens = torch.zeros(len(prompts), self.image_tokens, dtype=torch.long, device=self.device)
 
         steps: Any = range(self.image_tokens)
@@ -360,7 +361,7 @@ class JanusAdapter(JanusUnderstanding, ModelAdapter):
         first_step_done = start
         for step in steps:
             out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                 past_key_values=cache, use_cache=True)
+                                 use_cache=True, **cached)
             logits = janus.generation_head(out.last_hidden_state[:, -1, :])
             tokens[:, step] = self._next_tokens(logits, generators)
             if step == 0:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from harness.errors import HarnessError
-from harness.models.janus_engine import PromptRows, distinct_rows
+from harness.models.janus_engine import PromptRows, cache_argument, distinct_rows
 
 EDIT_VERSION = "janus-edit/1"
 ROWS_PER_REQUEST = 3  # full, part, uncond
@@ -256,6 +256,7 @@ def sample_edit_tokens(model: Any, rows: EditRows, embeds: torch.Tensor, seeds: 
     mask = rows.attention_mask.to(device)
     positions = rows.position_ids.to(device)
     cache = DynamicCache(config=language_model.config)
+    cached = cache_argument(language_model, cache)
     tokens = torch.zeros(requests, image_tokens, dtype=torch.long, device=device)
     steps: Any = range(image_tokens)
     if verbose:
@@ -263,7 +264,7 @@ def sample_edit_tokens(model: Any, rows: EditRows, embeds: torch.Tensor, seeds: 
         steps = tqdm(steps, desc=f"janus-edit x{requests}", unit="tok")
     for step in steps:
         out = language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
+                             use_cache=True, **cached)
         logits = janus.generation_head(out.last_hidden_state[:, -1, :])
         tokens[:, step] = draw_tokens(guided_edit_logits(logits, cfg_weight, cfg_weight2), temperature, generators)
         if step + 1 < image_tokens:  # the same token goes to the full, part and uncond rows

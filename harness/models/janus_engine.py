@@ -92,6 +92,18 @@ def distinct_rows(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
     return representatives, inverse
 
 
+def cache_argument(language_model: torch.nn.Module, cache: Any) -> dict[str, Any]:
+    """The keyword under which ``language_model.forward`` takes a KV cache.
+
+    transformers 5.0 calls it ``past_key_values``; later 5.x releases call it ``cache`` and warn that
+    the old name goes away in 5.40. The values, and so the tokens, are the same under either name.
+    """
+    import inspect
+
+    parameters = inspect.signature(language_model.forward).parameters
+    return {"cache": cache} if "cache" in parameters else {"past_key_values": cache}
+
+
 @dataclass
 class Timings:
     """Where the time of the last call went (filled only when ``JanusEngine.profile`` is set)."""
