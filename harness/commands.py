@@ -185,7 +185,14 @@ def key_values(items: Sequence[str], flag: str = "--options") -> dict[str, str]:
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``--set a.b=VALUE`` items -> {dotted key: YAML value} (numbers, booleans and lists parse as such)."""
-    import yaml
+    """``--set a.b=VALUE`` items -> {dotted key: YAML value} (numbers, booleans and lists parse as such);
+    a value that is not YAML is a one-line error naming its key."""
+    from harness.yamlfile import parse_yaml
 
-    return {key: yaml.safe_load(value) for key, value in key_values(items, "--set").items()}
+    values = {}
+    for key, value in key_values(items, "--set").items():
+        try:
+            values[key] = parse_yaml(value, f"--set {key}")
+        except InputError as exc:  # one value on one line: the line number would say nothing
+            raise InputError(exc.detail, f"--set {key}") from None
+    return values

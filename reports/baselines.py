@@ -22,6 +22,7 @@ import yaml
 from harness import registry
 from harness.benchmark import ScoreScale
 from harness.errors import InputError
+from harness.yamlfile import parse_yaml
 
 PUBLISHED_FILE = Path(__file__).with_name("published.yaml")
 PREFIX = "published:"
@@ -171,12 +172,7 @@ def _load(path: Path) -> dict[str, Published]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read the published numbers ({exc.strerror})", path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"not valid YAML ({getattr(exc, 'problem', exc)})", path,
-                         mark.line + 1 if mark is not None else None) from None
+    data = parse_yaml(text, path)
     if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("entries"), dict):
         raise InputError("expected 'version: 1' and an 'entries' mapping", path)
     lines = _entry_lines(text)

@@ -78,6 +78,11 @@ def set_without_equals(root):
 
 
 @case
+def set_a_value_that_is_not_yaml(root):
+    return [*imgedit_eval(root), "--set", "seed=[1,"], "--set seed: not valid YAML"
+
+
+@case
 def set_a_key(root):
     return [*imgedit_eval(root), "--set", "model.params.api_key=" + FAKE_KEY], "api_key_env"
 
