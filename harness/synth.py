@@ -30,7 +30,7 @@ from harness import registry
 from harness.artifacts import Artifact, read_manifest, verify, write_manifest
 from harness.cache import KeyedLog
 from harness.clients.call_cache import BlobStore, CachedClient, validate_prices
-from harness.clients.openai_compat import OpenAICompatClient
+from harness.clients.openai_compat import OpenAICompatClient, connect
 from harness.dataset_formats import EXPORTS
 from harness.errors import HarnessError, InputError
 from harness.fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_text, folder_lock,
@@ -103,10 +103,11 @@ def connect_clients(spec: RecipeSpec) -> dict[str, tuple[OpenAICompatClient, Any
     for role, params in spec.clients.items():
         params = dict(params)
         prices = validate_prices(params.pop("prices", None), f"{spec.source}: clients.{role}")
-        try:
-            clients[role] = (OpenAICompatClient(**params), prices)
-        except TypeError as exc:
-            raise InputError(f"clients.{role}: {exc}", spec.source) from None
+        try:  # RecipeSpec has checked the keys; connect() checks them again, as for every client
+            client = connect(owner=f"clients.{role}", credentials_now=False, **params)
+        except InputError as exc:
+            raise InputError(exc.detail, spec.source) from None
+        clients[role] = (client, prices)
     return clients
 
 

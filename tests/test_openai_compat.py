@@ -429,3 +429,18 @@ def test_plain_http_to_a_remote_host_is_refused_unless_allowed():
     for url in ("http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1",
                 "https://api.example.com/v1"):
         assert OpenAICompatClient(url, DATED, api_key_env=ENV).base_url == url
+
+
+def test_connect_checks_the_key_at_once_unless_asked_to_wait(monkeypatch):
+    from harness.clients.openai_compat import connect
+    from harness.errors import InputError
+
+    monkeypatch.delenv("HARNESS_TEST_NO_SUCH_KEY", raising=False)
+    remote = dict(base_url="https://api.example.com/v1", model="m", api_key_env="HARNESS_TEST_NO_SUCH_KEY")
+    with pytest.raises(HarnessError, match="HARNESS_TEST_NO_SUCH_KEY is not set"):
+        connect(owner="judges.vqa", **remote)
+    client = connect(owner="clients.llm", credentials_now=False, **remote)  # a cached recipe needs no key
+    with pytest.raises(HarnessError, match="HARNESS_TEST_NO_SUCH_KEY is not set"):
+        client.check_credentials()  # the first call that is not cached asks for it
+    with pytest.raises(InputError, match=r"clients.llm: unknown parameter\(s\) timeout \(transport parameters"):
+        connect(owner="clients.llm", credentials_now=False, timeout=5, **remote)

@@ -106,6 +106,11 @@ def test_recipe_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(InputError, match=r"bad.yaml: clients.llm.api_key: looks like a secret"):
         synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()  # refused before anything was written
+    bad.write_text("name: x\nclients: {llm: {base_url: 'https://a.example/v1', model: m, timeout: 5}}\n"
+                   "steps: [{name: shapes-world}]\n")  # timeout_s misspelt: named, with the known names
+    with pytest.raises(InputError, match=r"bad.yaml: clients.llm: unknown keys \['timeout'\] \(allowed: .*timeout_s"):
+        synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
     bad.write_text("name: x\nsteps:\n  - {name: shapes-world, params: {t2i: ten}}\n")
     with pytest.raises(InputError, match=r"bad.yaml: steps\[0\] 'shapes-world'"):
         synthesize(RecipeSpec.load(bad), tmp_path / "out", show_progress=False)

@@ -370,15 +370,18 @@ def _present(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
-def connect(base_url: str, model: str, owner: str, **params: Any) -> "OpenAICompatClient":
-    """The client of a plugin that talks to an OpenAI-compatible server (a judge, a model adapter),
-    with its credentials checked at once, so a missing key stops a run before any work. ``params``
-    are the plugin's transport parameters (``CLIENT_PARAMS``); another name is an input error that
-    names the plugin (``owner``)."""
+def connect(base_url: str, model: str, owner: str, *, credentials_now: bool = True,
+            **params: Any) -> "OpenAICompatClient":
+    """The client of a plugin that talks to an OpenAI-compatible server (a judge, a model adapter, a
+    recipe step), with its credentials checked at once, so a missing key stops a run before any
+    work (``credentials_now=False`` leaves that to the first call that is not cached: a recipe
+    resumed from its call cache needs no key). ``params`` are the plugin's transport parameters
+    (``CLIENT_PARAMS``); another name is an input error that names the plugin (``owner``)."""
     unknown = sorted(set(params) - set(CLIENT_PARAMS))
     if unknown:
         raise InputError(f"{owner}: unknown parameter(s) {', '.join(unknown)} (transport parameters: "
                          f"{', '.join(CLIENT_PARAMS)})")
     client = OpenAICompatClient(base_url, model, **params)
-    client.check_credentials()
+    if credentials_now:
+        client.check_credentials()
     return client
