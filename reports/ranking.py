@@ -163,9 +163,20 @@ def _items(run: RunView) -> dict[str, list[SampleRecord]]:
     return by_item
 
 
-def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_group: int = 2) -> str:
+def _item_score(records: Sequence[SampleRecord]) -> float | None:
+    """The mean of an item's sample scores (pass = 1, wrong = 0 where there is no score)."""
+    values = [r.score if r.score is not None else float(r.correct) for r in records
+              if not r.judge_failed and (r.score is not None or r.correct is not None)]
+    return sum(values) / len(values) if values else None
+
+
+def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_group: int = 2,
+                 prefer: tuple[str, str] | None = None) -> str:
     """HTML: a few items of each group, every model's images of the item in its own column
-    (green border: the judge passed it, red: failed); empty for text-answer benchmarks."""
+    (green border: the judge passed it, red: failed); empty for text-answer benchmarks.
+
+    With ``prefer=(a, b)``, each group shows first the items where model ``a`` scores most above
+    model ``b`` (where ``a`` beats ``b``), then the rest in item order."""
     views = {label: RunView.load(runs[label]) for label in labels if label in runs}
     if not views:
         return ""
@@ -173,13 +184,17 @@ def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_grou
     if any(record.output_text is not None for record in first.records):
         return ""
     items = {label: _items(view) for label, view in views.items()}
-    chosen: dict[str, list[str]] = {}
-    for item_id, records in items[next(iter(items))].items():
+    candidates: dict[str, list[tuple[float, int, str]]] = {}
+    for order, (item_id, records) in enumerate(items[next(iter(items))].items()):
         if all(r.score is None and r.correct is None for r in records):
             continue  # not scored (e.g. DPG's official quirk skips it): show items that count
-        group = chosen.setdefault(records[0].group, [])
-        if len(group) < items_per_group:
-            group.append(item_id)
+        gain = 0.0
+        if prefer is not None and all(label in items for label in prefer):
+            a, b = (_item_score(items[label].get(item_id, [])) for label in prefer)
+            gain = a - b if a is not None and b is not None else 0.0
+        candidates.setdefault(records[0].group, []).append((-gain, order, item_id))
+    chosen = {group: [item_id for _, _, item_id in sorted(entries)[:items_per_group]]
+              for group, entries in candidates.items()}
     head = "".join(f"<th>{html.escape(label)}</th>" for label in views)
     rows = []
     for group, item_ids in chosen.items():

@@ -23,7 +23,7 @@ class ReportStage(Stage):
     2000). Writes report.md and report.html."""
 
     output = "report"
-    version = "2"  # 2: the facts name the candidate and the baseline
+    version = "3"  # 2: the facts name the candidate and the baseline; 3: the grids show where it beats it
     needs_all_earlier = True  # the lineage table shows every stage
 
     def check(self, params: Mapping[str, Any]) -> list[Ref]:
@@ -72,7 +72,8 @@ class ReportStage(Stage):
             md_ranking = ["## Ranking", "", RANKING_NOTE, "", *md_table(ranking.RANK_HEADER, ranking.ranking_rows(ranked)),
                           "", "Every pair:", "", *md_table(ranking.PAIR_HEADER, ranking.pair_rows(ranked)), ""]
             grids = "".join(f"<h3>{html.escape(bench)}</h3>{grid}" for bench in folders
-                            if (grid := ranking.side_by_side(folders[bench], labels)))
+                            if (grid := ranking.side_by_side(folders[bench], labels,
+                                                             prefer=(params["candidate"], params["baseline"]))))
             html_ranking = (f"<h2>Ranking</h2><p class='note'>{html.escape(RANKING_NOTE)}</p>"
                             f"{html_table(ranking.RANK_HEADER, ranking.ranking_rows(ranked))}<h3>Every pair</h3>"
                             f"{html_table(ranking.PAIR_HEADER, ranking.pair_rows(ranked))}"
@@ -110,8 +111,9 @@ RANKING_NOTE = ("Models ranked by each benchmark's headline; after each model, t
                 "against the model ranked just above it. Every pair below: difference = better - worse with a "
                 "paired bootstrap 95% CI over items, the paired test, and Holm's correction over the pairs of "
                 "the benchmark.")
-GRID_NOTE = ("A few items of every category; each model's images of the item in its column (green border: "
-             "the judge passed it, red: failed; hover for the reason).")
+GRID_NOTE = ("Two items of every category, those where the candidate scores most above the baseline first; "
+             "each model's images of the item in its column (green border: the judge passed it, red: failed; "
+             "hover for the reason).")
 TESTS_HEADER = ["benchmark", "baseline", "candidate", "difference [95% CI]", "test", "p"]
 
 
