@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "benchmarks", "reports", "shapes", "generators", "trainers", "demo")
+PACKAGES = ("harness", "benchmarks", "reports", "shapes", "generators", "trainers", "demo", "perf")
 
 #: layer -> the layers it may import (its own included); the table in docs/DESIGN.md
 ALLOWED: dict[str, set[str]] = {
@@ -38,7 +38,7 @@ def layer_of(module: str) -> str:
         return "kernel"
     if parts[0] == "harness":
         return "plugins" if len(parts) > 1 and parts[1] in ("models", "judges") else "kernel"
-    return {"demo": "apps"}.get(parts[0], parts[0])
+    return {"demo": "apps", "perf": "apps"}.get(parts[0], parts[0])
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
@@ -128,6 +128,13 @@ def cycles(edges: dict[str, list[tuple[str, int]]]) -> list[list[str]]:
     return groups
 
 
+def describe_cycle(group: list[str], known: dict[str, Path], edges: dict[str, list[tuple[str, int]]]) -> str:
+    """The imports that close a ring, each as ``file:line imports file``."""
+    members = set(group)
+    return "; ".join(f"{known[name].relative_to(ROOT)}:{line} imports {known[target].relative_to(ROOT)}"
+                     for name in group for target, line in edges[name] if target in members)
+
+
 def _strings(path: Path) -> list[tuple[str, int]]:
     """String constants that are not docstrings, with their lines."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -147,8 +154,8 @@ def test_no_module_imports_a_layer_above_its_own():
 
 
 def test_no_import_cycles():
-    _, edges = graph()
-    assert cycles(edges) == []
+    known, edges = graph()
+    assert [describe_cycle(group, known, edges) for group in cycles(edges)] == []
 
 
 def test_the_kernel_names_no_plugin_module():
@@ -208,9 +215,12 @@ def test_the_checker_names_both_files_of_a_forbidden_import(tmp_path, monkeypatc
     assert layer_violations(known, edges) == [expected]
 
 
-def test_the_checker_finds_a_ring_of_imports(tmp_path):
+def test_the_checker_finds_a_ring_of_imports(tmp_path, monkeypatch):
     root = _tree(tmp_path, {"reports/a.py": "from reports import b\n",
                             "reports/b.py": "def f():\n    import reports.c\n",
                             "reports/c.py": "from reports.a import x\n", "reports/d.py": "from reports import a\n"})
-    _, edges = graph(root)
+    monkeypatch.setattr(__import__(__name__), "ROOT", root)
+    known, edges = graph(root)
     assert cycles(edges) == [["reports.a", "reports.b", "reports.c"]]
+    assert [describe_cycle(group, known, edges) for group in cycles(edges)] == [
+        "reports/a.py:1 imports reports/b.py; reports/b.py:2 imports reports/c.py; reports/c.py:1 imports reports/a.py"]
