@@ -1,59 +1,74 @@
 """``harness demo``: the whole harness, offline (the command is ``demo.command``).
 
-``harness demo`` runs ``examples/shapes-pipeline.yaml`` (``demo_pipeline``): the shapes recipe, a VQ
-image tokenizer trained on shapes scenes, a tiny Janus around it, Janus-4o training on the recipe's
-data, all five shapes benchmarks on the untrained and the trained model, and a report with paired
-tests and every stage's lineage hash (``harness.pipeline``).
+``harness demo`` runs ``examples/shapes-pipeline.yaml`` (``demo_pipeline``): the shapes recipe (a)
+and recipe (b), the same rows with wrong captions; a VQ image tokenizer trained on shapes scenes; a
+tiny Janus around it; Janus-4o training on each recipe's data; five of the shapes benchmarks
+(GenEval, DPG-Bench, ImgEdit-Bench, MME, MMBench) on three models (trained on (a), trained on (b),
+untrained); and a report ranking them with paired tests and every stage's lineage hash
+(``harness.pipeline``).
 
-``harness demo --tour`` (``run_demo``) is the one-minute tour of the benchmarks: five benchmarks on
-the shapes world, each with two models:
+``harness demo --tour`` (``run_demo``) is the one-minute tour of the benchmarks: every benchmark of
+the shapes suite (``shapes.suite.SHAPES_BENCHMARKS``, seven), each with two models:
 
 - GenEval (text-to-image): a tiny randomly initialised Janus (the real adapter and sampling code,
   a model too small and untrained to draw anything) and the shapes renderer (a procedural model
   that draws each prompt correctly), judged by the pixel-only shapes detector.
 - DPG-Bench (dense prompts, 2x2 tiles) with the same two models, judged by a procedural VQA judge
   that answers the question graph from the pixels.
-- ImgEdit-Bench (editing): the tiny Janus through the real Janus-4o edit loop, and the shapes editor
-  (a procedural model that performs each edit), judged by a procedural judge replying in the
-  official format (three 1-5 scores), parsed by the official rule.
+- ImgEdit-Bench, GEdit-Bench and Complex-Edit (editing): the tiny Janus through the real Janus-4o
+  edit loop, and the shapes editor (a procedural model that performs each edit), judged by
+  procedural judges replying in each benchmark's official format, parsed by its official rule.
 - MME and MMBench (understanding): the same tiny Janus answering questions about shapes images
   (the real understanding path), and the shapes answerer (a procedural model that reads the pixels
   with the shapes detector). The data are written first in the official layouts (an MME release
   folder, a VLMEvalKit TSV with circular copies) and read back by the benchmarks' own loaders.
 
-The report shows the gaps: the harness can tell a model that follows prompts and reads images
-from one that does not.
+Each suite entry declares the tour's size flags for its benchmark (``ShapesBenchmark.tour_sizes``);
+``DemoSize`` and the command's flags are built from them. The report shows the gaps: the harness
+can tell a model that follows prompts and reads images from one that does not.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from harness.errors import HarnessError
 from harness.runner import evaluate
 from harness.spec import ComponentSpec, RunSpec
-from shapes.suite import SHAPES_BENCHMARKS, write_once
+from shapes.suite import SHAPES_BENCHMARKS, tour_options, write_once
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DemoSize:
-    per_tag: int = 8  # GenEval shapes prompts per tag
-    images_per_prompt: int = 4
-    mme_images_per_subtask: int = 10  # 4 subtasks x 10 images x 2 questions
-    mmbench_questions: int = 40  # each asked once per circular pass (2-4 passes)
-    dpg_items: int = 12  # dense prompts, 4 tiles each
-    imgedit_items: int = 18  # procedural edits over the shapes edit types
-    gedit_items: int = 10  # GEdit-Bench-format edits over its five shapes-world types
-    complex_edit_items: int = 6  # Complex-Edit-format chains of eight edits (the tour judges level C8)
-    answer_tokens: int = 8  # tiny Janus max_new_tokens (answers are single words)
+    """The tour's sizes: one for each size option of the suite (``shapes.suite.tour_options``, by
+    its ``key``, e.g. ``per_tag``, ``mme_images_per_subtask``; unset ones take the suite's
+    defaults), and ``answer_tokens``, the tiny Janus's max_new_tokens (answers are single words)."""
+
+    sizes: Mapping[str, int]
+    answer_tokens: int
+
+    def __init__(self, answer_tokens: int = 8, **sizes: int) -> None:
+        defaults = {option.key: option.default for option in tour_options()}
+        if unknown := sorted(set(sizes) - set(defaults)):
+            raise TypeError(f"DemoSize has no size {', '.join(unknown)} (known: {', '.join(defaults)})")
+        object.__setattr__(self, "sizes", MappingProxyType({**defaults, **sizes}))
+        object.__setattr__(self, "answer_tokens", answer_tokens)
+
+    def __getattr__(self, name: str) -> int:  # size.per_tag
+        sizes = self.__dict__.get("sizes", {})
+        if name in sizes:
+            return sizes[name]
+        raise AttributeError(name)
 
 
 def _sizes(size: DemoSize) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
     """benchmark -> (data-writer sizes, benchmark parameters), from the suite table's ``tour_sizes``."""
     sizes = {}
     for name, shapes in SHAPES_BENCHMARKS.items():
-        chosen = {param: getattr(size, field) for field, param in shapes.tour_sizes.items()}
+        chosen = {option.param: size.sizes[option.key] for option in shapes.tour_sizes}
         sizes[name] = ({k: v for k, v in chosen.items() if k in shapes.data},
                        {k: v for k, v in chosen.items() if k not in shapes.data})
     return sizes

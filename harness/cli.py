@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Evaluate image models with the official protocols of their benchmarks; compare, rank "
                     "and gate the results.\n\n" + "\n".join(f"  {line}" for line in overview),
-        epilog="Start with `harness demo --tour` (offline, about a minute), then `harness demo`. "
-               "Docs: README.md and docs/.")
+        epilog=" ".join([command.start_here for _, _, command in entries if command and command.start_here]
+                        + ["Docs: README.md and docs/."]))
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for _, name, command in entries:
         if command is None:

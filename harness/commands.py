@@ -30,10 +30,12 @@ class Command:
     and by ``harness COMMAND --help``; each later line of the form ``harness ...  what it does``
     (the two parts apart by two or more spaces) is a row of the overview at the top of
     ``harness --help``. Its place there is the class keyword ``order`` (smaller first; ``rescore``
-    is 40): ``class EvalCommand(Command, order=10)``.
+    is 40): ``class EvalCommand(Command, order=10)``. ``start_here``, when set, is a sentence for the
+    end of ``harness --help`` pointing a newcomer at this command (the shell names no command itself).
     """
 
     order: ClassVar[int] = 50
+    start_here: ClassVar[str] = ""
 
     def __init_subclass__(cls, order: int | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -26,17 +26,16 @@ from harness.stage import (STAGE_NAME, Ref, Stage, StageContext, StageResult, ch
 from shapes.suite import SHAPES_BENCHMARKS, write_once
 from shapes.world import FULL, PROFILES, get_profile
 
-#: parameters the stage passes to the benchmark are the plugin's own, less those it sets from the data
-_DATA_PATH_PARAMS = {"prompts", "csv", "edits", "images", "judge_prompts", "data"}
-
 
 def _benchmark_params(name: str) -> set[str]:
+    """The parameters an entry may pass to the benchmark: the plugin's own, less those the stage
+    sets itself (the suite entry's data paths and fixed parameters)."""
     import inspect
 
     from harness import registry
 
     accepted = set(inspect.signature(registry.get("benchmark", name)).parameters)
-    return accepted - _DATA_PATH_PARAMS - set(SHAPES_BENCHMARKS[name].fixed)
+    return accepted - set(SHAPES_BENCHMARKS[name].paths) - set(SHAPES_BENCHMARKS[name].fixed)
 
 
 def _entries(params: Mapping[str, Any]) -> list[tuple[str, dict, dict]]:

@@ -3,8 +3,9 @@
 This is the one table of the shapes world keyed by benchmark name (the layer rule allows it here):
 the data each benchmark needs (its writer and sizes), the benchmark parameters pointing at the
 written data, its procedural judges, the procedural model that gets everything right (the tour's
-"oracle"), and how ``harness demo --tour`` sizes it and prints its headline. The pipeline's
-``eval`` stage and the tour both read it.
+"oracle"), and how ``harness demo --tour`` sizes it (its flags, ``TourSize``) and prints its
+headline. The pipeline's ``eval`` stage, the tour and the tour's flags all come from it: a new
+shapes benchmark needs no edit in ``demo/`` or in the stage.
 """
 from __future__ import annotations
 
@@ -15,22 +16,45 @@ from typing import Any, Callable, Mapping
 
 
 @dataclass(frozen=True)
+class TourSize:
+    """One size option of ``harness demo --tour``, declared by the entry it sizes: the flag, its
+    default and help (the demo prefixes "tour: "), the parameter the size sets (a data-writer
+    parameter when the entry's ``data`` has it, else a benchmark parameter), and its ``key`` in the
+    tour's sizes (``demo.tour.DemoSize``; by default the flag's name)."""
+
+    flag: str  # "--dpg-items"
+    param: str
+    default: int
+    help: str = ""
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.name or self.flag.removeprefix("--").replace("-", "_")
+
+
+@dataclass(frozen=True)
 class ShapesBenchmark:
     data: Mapping[str, int]  # data-writer parameter -> default
     judges: Mapping[str, str]
     answers: bool = False  # an understanding benchmark: the model answers in text
     fixed: Mapping[str, Any] = field(default_factory=dict)  # benchmark params the stage sets itself
     writer: Callable[[Path, Mapping[str, int], int], Any] | None = None
-    locate: Callable[[Path], dict[str, str]] = lambda path: {}
+    #: benchmark params that point at the written data -> their path in it ("" for the data path itself)
+    paths: Mapping[str, str] = field(default_factory=dict)
     suffix: str = ""  # of the data path (a file for MMBench)
     oracle: tuple[str, Mapping[str, Any]] = ("", {})  # the procedural model that gets it right
-    tour_sizes: Mapping[str, str] = field(default_factory=dict)  # tour size field -> data or benchmark param
+    tour_sizes: tuple[TourSize, ...] = ()  # the flags of ``harness demo --tour`` that size it
     headline: Callable[[Mapping[str, Any]], str] = lambda scores: f"overall {scores['overall']:.4f}"
     #: ``harness shapes-data``: (out, items, seed, image size, legacy layout, profile) -> the path written
     standalone: Callable[[Path, int, int, int, bool, Any], Path] | None = None
     #: benchmark params that depend on the world profile (GenEval: the profile's prompt set); the
     #: writer gets ``profile=`` too, and every judge ``profile: NAME``, unless the profile is ``full``
     profiled: Callable[[Any], Mapping[str, Any]] = lambda profile: {}
+
+    def locate(self, path: Path) -> dict[str, str]:
+        """The benchmark params (``paths``) pointing into the data written at ``path``."""
+        return {param: str(path / relative) if relative else str(path) for param, relative in self.paths.items()}
 
 
 def _write_dpg(path: Path, data: Mapping[str, int], seed: int, profile: Any = None) -> None:
@@ -107,38 +131,47 @@ def _geneval_headline(scores: Mapping[str, Any]) -> str:
 RENDERER = ("shapes-renderer", {"size": 64})
 SHAPES_BENCHMARKS: dict[str, ShapesBenchmark] = {
     "geneval": ShapesBenchmark({}, {"detector": "shapes", "color_classifier": "shapes"}, fixed={"prompts": "shapes"},
-                               oracle=RENDERER, tour_sizes={"per_tag": "per_tag",
-                                                            "images_per_prompt": "images_per_prompt"},
-                               headline=_geneval_headline, profiled=_geneval_prompt_set),
+                               oracle=RENDERER, headline=_geneval_headline, profiled=_geneval_prompt_set,
+                               tour_sizes=(TourSize("--per-tag", "per_tag", 8, "GenEval shapes prompts per tag"),
+                                           TourSize("--images-per-prompt", "images_per_prompt", 4))),
     "dpg": ShapesBenchmark({"items": 12}, {"vqa": "shapes-vqa"}, writer=_write_dpg,
-                           locate=lambda p: {"prompts": str(p / "prompts"), "csv": str(p / "dpg_bench.csv")},
-                           oracle=RENDERER, tour_sizes={"dpg_items": "items"},
+                           paths={"prompts": "prompts", "csv": "dpg_bench.csv"}, oracle=RENDERER,
+                           tour_sizes=(TourSize("--dpg-items", "items", 12,
+                                                "DPG shapes dense prompts (4 tiles each)"),),
                            headline=lambda scores: f"overall {scores['overall']:.2f} (0-100)"),
     "imgedit": ShapesBenchmark({"items": 18}, {"judge": "shapes-edit-judge"}, writer=_write_imgedit,
-                               locate=lambda p: {"edits": str(p / "basic_edit.json"), "images": str(p / "images"),
-                                                 "judge_prompts": str(p / "prompts.json")},
-                               oracle=("shapes-editor", {}), tour_sizes={"imgedit_items": "items"},
+                               paths={"edits": "basic_edit.json", "images": "images", "judge_prompts": "prompts.json"},
+                               oracle=("shapes-editor", {}),  # procedural edits over the shapes edit types
+                               tour_sizes=(TourSize("--imgedit-items", "items", 18, "ImgEdit shapes edits"),),
                                headline=lambda scores: f"overall {scores['overall']:.2f} (1-5, mean of type means)"),
     "gedit": ShapesBenchmark({"items": 10}, {"judge": "shapes-gedit-judge"}, writer=_write_gedit,
-                             locate=lambda p: {"data": str(p)}, oracle=("shapes-editor", {}),
-                             tour_sizes={"gedit_items": "items"}, headline=_gedit_headline,
-                             standalone=_gedit_data),
+                             paths={"data": ""}, oracle=("shapes-editor", {}),  # over its five shapes-world types
+                             tour_sizes=(TourSize("--gedit-items", "items", 10, "GEdit-Bench shapes edits"),),
+                             headline=_gedit_headline, standalone=_gedit_data),
     "complex_edit": ShapesBenchmark({"items": 6}, {"judge": "shapes-complex-edit-judge"}, writer=_write_complex_edit,
-                                    locate=lambda p: {"data": str(p), "prompts": str(p)}, oracle=("shapes-editor", {}),
-                                    tour_sizes={"complex_edit_items": "items"}, headline=_complex_edit_headline,
-                                    standalone=_complex_edit_data),
+                                    paths={"data": "", "prompts": ""}, oracle=("shapes-editor", {}),
+                                    tour_sizes=(TourSize("--complex-edit-items", "items", 6,  # chains of eight edits
+                                                         "Complex-Edit shapes edit chains (judged at level C8)"),),
+                                    headline=_complex_edit_headline, standalone=_complex_edit_data),
     "mme": ShapesBenchmark({"images_per_subtask": 10}, {}, answers=True, writer=_write_mme,
-                           locate=lambda p: {"data": str(p)}, oracle=("shapes-answerer", {}),
-                           tour_sizes={"mme_images_per_subtask": "images_per_subtask"},
+                           paths={"data": ""}, oracle=("shapes-answerer", {}),
+                           tour_sizes=(TourSize("--mme-images", "images_per_subtask", 10,  # x 4 subtasks x 2 questions
+                                                "MME shapes images per subtask", name="mme_images_per_subtask"),),
                            headline=lambda scores: f"perception {scores['perception']:.2f} "
                                                    f"(max {200 * len(scores['subtasks'])})",
                            standalone=_mme_data),
     "mmbench": ShapesBenchmark({"questions": 40}, {}, answers=True, writer=_write_mmbench,
-                               locate=lambda p: {"data": str(p)}, suffix=".tsv", oracle=("shapes-answerer", {}),
-                               tour_sizes={"mmbench_questions": "questions"},
+                               paths={"data": ""}, suffix=".tsv", oracle=("shapes-answerer", {}),
+                               # each asked once per circular pass (2-4 passes)
+                               tour_sizes=(TourSize("--mmbench-questions", "questions", 40),),
                                headline=lambda scores: f"overall {scores['overall']:.4f} (CircularEval)",
                                standalone=_mmbench_data),
 }
+
+
+def tour_options() -> list[TourSize]:
+    """Every entry's ``harness demo --tour`` size options, in the suite's order."""
+    return [option for shapes in SHAPES_BENCHMARKS.values() for option in shapes.tour_sizes]
 
 
 def write_once(path: Path, write: Callable[[Path], Any]) -> None:
