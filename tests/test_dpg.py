@@ -246,6 +246,34 @@ def test_an_image_with_a_judge_failure_is_excluded_in_both_modes_never_zeroed(tm
         assert (counts["images_skipped"], counts["images_zeroed"]) == (1, 0)
 
 
+def test_the_judges_model_facts_go_from_the_verdicts_onto_the_card(tmp_path):
+    """mplug describes the model it loaded (``model_facts``); the card carries it, read from the
+    verdicts; verdicts that disagree leave a note; judges that describe nothing change nothing."""
+    csv, prompts = write_csv(tmp_path / "q.csv"), _prompts(tmp_path)
+    bench = DPGBench(str(csv), str(prompts), tiles_per_prompt=2)
+    before = dict(bench.protocol)
+    requests = [r for r in bench.requests(0) if r.extra["item_id"] in ("alpha", "beta", "gamma")]
+    paths = []
+    for request, image in zip(requests, TilePainter().generate_images(requests)):
+        paths.append(tmp_path / bench.output_path(request))
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        image.save(paths[-1])
+    plain = bench.score(requests, paths, {"vqa": ColourVQA()})
+    bench.summarize(plain)
+    assert bench.protocol == before and not any("vqa_model" in r.verdict for r in plain)
+    described = ColourVQA()
+    described.model_facts = {"vision_layers": 2}
+    records = bench.score(requests, paths, {"vqa": described})
+    assert [r.verdict.get("vqa_model") for r in records] == [{"vision_layers": 2}] * 4 + [None] * 2  # gamma: no CSV
+    bench.summarize(records)
+    assert bench.protocol == {**before, "vqa_model": {"vision_layers": 2}}
+    assert "vqa_model" not in bench.judging_protocol and "vqa_model" not in bench.generation_protocol
+    bench.summarize(records[:1] + plain[1:])  # one verdict judged before the facts were recorded
+    assert "2 different models" in bench.protocol["vqa_model"]
+    bench.summarize(plain)
+    assert bench.protocol == before
+
+
 def test_end_to_end_run_grids_and_replay(tmp_path):
     csv, prompts = write_csv(tmp_path / "q.csv"), _prompts(tmp_path)
     spec = RunSpec(benchmark=ComponentSpec("dpg", {"csv": str(csv), "prompts": str(prompts)}),

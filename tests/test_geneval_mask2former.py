@@ -169,6 +169,42 @@ def test_geneval_runs_judged_by_it_are_comparable_and_others_are_not():
         assert len(reasons) == 1 and other in reasons[0]
 
 
+def _with_detector_params(official: dict, **params) -> dict:
+    detector = official["judges"]["detector"]
+    return {**official, "judges": {**official["judges"],
+                                   "detector": {**detector, "params": {**detector["params"], **params}}}}
+
+
+def test_a_checkpoint_hash_check_turned_off_or_changed_is_a_departure():
+    registry.load_plugins()
+    geneval = registry.get("benchmark", "geneval")
+    official = {"prompt_set": "official", "images_per_prompt": 4,
+                "judges": {"detector": {"name": "geneval-mask2former", "params": {"checkpoint": "/m/x.pth"}},
+                           "color_classifier": {"name": "open-clip", "params": {}}}}
+    for same in (None, "743b7d99", "743B7D99", "743b7d99" + "0" * 56):  # the default, the prefix, a full hash
+        assert geneval.departures_from_official(_with_detector_params(official, sha256=same)) == [], same
+    for other in ("", "0123abcd", "743b7d9"):
+        reasons = geneval.departures_from_official(_with_detector_params(official, sha256=other))
+        assert len(reasons) == 1 and "743b7d99" in reasons[0], other
+    assert "hash check turned off" in geneval.departures_from_official(_with_detector_params(official, sha256=""))[0]
+
+
+def test_the_colour_classifier_must_be_vit_l_14_with_openai_weights():
+    registry.load_plugins()
+    geneval = registry.get("benchmark", "geneval")
+    official = {"prompt_set": "official", "images_per_prompt": 4,
+                "judges": {"detector": {"name": "mmdet-mask2former", "params": {}},
+                           "color_classifier": {"name": "open-clip", "params": {"model": "ViT-L-14",
+                                                                                "pretrained": "openai"}}}}
+    assert geneval.departures_from_official(official) == []
+    for params in ({"pretrained": "laion2b_s32b_b82k"}, {"pretrained": None}, {"pretrained": "/w/ViT-L-14.pt"},
+                   {"model": "ViT-B-32"}):
+        colors = {"name": "open-clip", "params": {**official["judges"]["color_classifier"]["params"], **params}}
+        reasons = geneval.departures_from_official({**official, "judges": {**official["judges"],
+                                                                           "color_classifier": colors}})
+        assert len(reasons) == 1 and "pretrained='openai'" in reasons[0], params
+
+
 def test_a_shapes_geneval_run_through_it_end_to_end(tmp_path, one_torch_thread):
     from harness.runner import evaluate
     from harness.spec import ComponentSpec, RunSpec

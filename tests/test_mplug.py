@@ -161,6 +161,31 @@ def test_dpg_runs_judged_by_mplug_are_comparable_and_others_are_not():
         assert len(reasons) == 1 and "mPLUG-large" in reasons[0] and other in reasons[0]
 
 
+def test_an_mplug_judge_counts_as_official_only_with_the_mplug_large_configuration():
+    from benchmarks.dpg.judges.mplug_config import MPLUG_LARGE, MPlugConfig
+
+    registry.load_plugins()
+    dpg = registry.get("benchmark", "dpg")
+    official = {"prompt_set": "official", "tiles_per_prompt": 4, "mode": "official",
+                "judges": {"vqa": {"name": "mplug", "params": {"model": "/models/mplug"}}}}
+    # the facts the judge records of a folder with mPLUG-large's config.yaml and config_bert.json
+    large = mplug_random.LARGE
+    config = MPlugConfig(image_res=large.image_res, vision_width=large.vision_width, vision_layers=large.vision_layers,
+                         patch_size=large.patch_size, hidden=large.hidden, heads=large.heads,
+                         intermediate=large.intermediate, vocab_size=large.vocab_size,
+                         text_layers=large.text_layers, fusion_total=large.fusion_total,
+                         fusion_layers=large.fusion_layers, stride_layer=large.stride_layer,
+                         decoder_layers=large.decoder_layers)
+    assert config.identifying_facts() == MPLUG_LARGE
+    assert dpg.departures_from_official({**official, "vqa_model": config.identifying_facts()}) == []
+    for key, value in (("vision_layers", 2), ("image_res", 384), ("fusion_layers", 4), ("vocab_size", 169),
+                       ("decoder_layers", 2), ("max_length", 20)):
+        reasons = dpg.departures_from_official({**official, "vqa_model": {**MPLUG_LARGE, key: value}})
+        assert len(reasons) == 1 and f"{key} {value}" in reasons[0] and "not mPLUG-large" in reasons[0]
+    reasons = dpg.departures_from_official({**official, "vqa_model": "the tiles' verdicts describe 2 models"})
+    assert len(reasons) == 1 and "2 models" in reasons[0]
+
+
 def test_a_shapes_dpg_run_through_mplug_end_to_end(tmp_path, one_torch_thread):
     from reports.protocols import official_departures
     from harness.runner import evaluate
@@ -187,8 +212,65 @@ def test_a_shapes_dpg_run_through_mplug_end_to_end(tmp_path, one_torch_thread):
         questions = record["verdict"]["questions"]
         assert record["verdict"]["answers"] == judge.answer([tile] * len(questions), questions)
     assert (tmp_path / "run" / "dpg_detail.txt").is_file()
-    # the judge is the official one; what keeps this run from published numbers is the shapes data
+    # the judge's code is the official one, its tiny random model is not (nor the shapes data)
+    assert summary.protocol["vqa_model"] == judge.model_facts and judge.model_facts["vision_layers"] == 2
+    assert all(record["verdict"]["vqa_model"] == judge.model_facts for record in records)
     reasons = official_departures(summary.protocol)
-    assert reasons and not any("VQA judge" in reason for reason in reasons)
+    vqa = [reason for reason in reasons if "VQA judge" in reason]
+    assert len(vqa) == 1 and "not mPLUG-large" in vqa[0] and "vision_layers 2 (mPLUG-large: 24)" in vqa[0]
     again = evaluate(spec, tmp_path / "run", cache_dir=tmp_path / "cache", show_progress=False)
     assert (again.generated, again.judged) == (0, 0)
+    assert again.summary.protocol == summary.protocol  # the facts come back from the cached verdicts
+
+
+# ------------------------------------------------------------------------------ beam settings
+
+def _config_folder(folder: Path, **changes) -> Path:
+    """config.yaml and config_bert.json of the tiny shapes (``changes`` in config.yaml); the other
+    files empty: the configuration is read, and refused, before them."""
+    folder.mkdir()
+    lines = mplug_random.config_yaml(mplug_random.TINY).splitlines()
+    lines = [f"{line.split(':')[0]}: {json.dumps(changes[line.split(':')[0]])}" if line.split(":")[0] in changes
+             else line for line in lines]
+    (folder / "config.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (folder / "config_bert.json").write_text(json.dumps(mplug_random.config_bert(mplug_random.TINY)), encoding="utf-8")
+    (folder / "vocab.txt").write_text("", encoding="utf-8")
+    (folder / "pytorch_model.bin").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max_length": 0}, "max_length 0 is less than min_length 1"),
+    ({"min_length": 0}, "min_length 0: an answer has at least 1 token"),
+    ({"min_length": 11}, "max_length 10 is less than min_length 11"),
+    ({"beam_size": 0}, "beam_size 0: the beam search needs at least 1 beam"),
+    ({"beam_size": 500}, "beam_size 500 is more than the 169 words"),
+    ({"max_length": 40}, "max_length 40 needs 41 decoder positions"),  # tiny: 40 positions
+    ({"max_length": "ten"}, "is not a number"),
+])
+def test_config_yaml_beam_settings_the_search_cannot_use_are_refused(tmp_path, changes, message):
+    from benchmarks.dpg.judges.mplug_config import read_config
+
+    folder = _config_folder(tmp_path / "m", **changes)
+    with pytest.raises(MPlugFormatError, match="config.yaml") as caught:
+        read_config(folder)
+    assert message in str(caught.value)
+    registry.load_plugins()
+    with pytest.raises(HarnessError, match=f"cannot load .*{message}"):
+        registry.get("vqa", "mplug")(model=str(folder), device="cpu")
+
+
+def test_a_beam_search_that_finishes_no_beam_raises_instead_of_dropping_answers(official):
+    import dataclasses
+
+    fixture, answerer, _ = official
+    if fixture["generator"]["shapes"] != "tiny":
+        pytest.skip("the tiny shapes are enough")
+    images, questions = _pairs(fixture)
+    config = answerer.model.config
+    answerer.model.config = dataclasses.replace(config, max_length=0)  # what read_config now refuses
+    try:
+        with pytest.raises(RuntimeError, match="finished no beam for 2 of 2 question"):
+            answerer.answer(images[:2], questions[:2])
+    finally:
+        answerer.model.config = config

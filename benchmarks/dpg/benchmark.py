@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from benchmarks.dpg import results_io
 from benchmarks.dpg.data import DPGItem, load_prompts, load_question_graph
 from benchmarks.dpg.judges import OFFICIAL_VQA_JUDGE
+from benchmarks.dpg.judges.mplug_config import MPLUG_LARGE
 from benchmarks.dpg.rules import MODES, ImageOutcome, TileOutcome, aggregate, score_image, score_tile
 from harness.benchmark import Benchmark, Column, ScoreScale
 from harness.errors import InputError
@@ -30,6 +31,9 @@ from harness.seeds import sample_seed
 
 BENCHMARK_NAME = "dpg"
 TILE_ORDER = "top-left, top-right, bottom-left, bottom-right (official crop order)"
+#: card key (and tile verdict key) for what the VQA judge says of the model it loaded: the ``mplug``
+#: judge's ``model_facts`` (absent for judges that describe none)
+VQA_MODEL = "vqa_model"
 
 
 def item_source(item_id: str) -> str:
@@ -55,7 +59,9 @@ class DPGBench(Benchmark):
     version = "1"
     scoring_keys = frozenset({"csv_hash", "csv_items", "mode", "drop_first_csv_row", "failed_images",
                               "categories", "answer_rule", "aggregation"})
-    card_only_keys = frozenset({"prompt_set", "prompts_hash", "items", "csv_hash", "csv_items"})
+    # vqa_model: read back from the verdicts when the run is merged (the judge is named in the
+    # judgement keys already, and its folder is fingerprinted there)
+    card_only_keys = frozenset({"prompt_set", "prompts_hash", "items", "csv_hash", "csv_items", VQA_MODEL})
     breakdown = "l1"
     breakdown_range = (0.0, 100.0)
     scale_note = ("0-100: overall = 100 x mean image score (image = mean of its tiles; tile = mean of "
@@ -121,6 +127,12 @@ class DPGBench(Benchmark):
         if vqa != OFFICIAL_VQA_JUDGE:
             reasons.append(f"VQA judge {vqa!r} is not mPLUG-large (the official modelscope judge; the "
                            f"{OFFICIAL_VQA_JUDGE!r} judge runs it from the official weights)")
+        elif protocol.get(VQA_MODEL) is not None:  # absent: a card from before the judge recorded it
+            model = protocol[VQA_MODEL]
+            differ = ([f"{key} {model.get(key)!r} (mPLUG-large: {value!r})" for key, value in MPLUG_LARGE.items()
+                       if model.get(key) != value] if isinstance(model, dict) else [str(model)])
+            if differ:
+                reasons.append(f"VQA judge {vqa!r} loaded a model that is not mPLUG-large: {'; '.join(differ)}")
         return reasons
 
     def requests(self, run_seed: int, limit: int | None = None) -> list[Request]:
@@ -161,10 +173,12 @@ class DPGBench(Benchmark):
         if len(answers) != len(questions) or not all(isinstance(a, str) for a in answers):
             raise TypeError(f"the VQA judge must return {len(questions)} strings, got "
                             f"{len(answers)} answers of types {sorted({type(a).__name__ for a in answers})}")
-        return [self._record(request, path, span, answers)
+        facts = getattr(judges["vqa"], "model_facts", None) if questions else None
+        return [self._record(request, path, span, answers, facts)
                 for request, path, span in zip(requests, outputs, spans)]
 
-    def _record(self, request: Request, path: Path, span: tuple | None, answers: list[str]) -> SampleRecord:
+    def _record(self, request: Request, path: Path, span: tuple | None, answers: list[str],
+                facts: dict | None = None) -> SampleRecord:
         item_id, k = request.extra["item_id"], request.extra["tile"]
         common = dict(sample_id=request.sample_id, item_id=item_id, group=request.extra["group"],
                       seed=request.seed, output_path=self.output_path(request), output_hash=hash_file(path),
@@ -180,7 +194,7 @@ class DPGBench(Benchmark):
                    "qids": item.qids, "questions": item.questions,
                    "l2": [p.l2 for p in item.propositions.values()],
                    "answers": tile.answers, "raw_scores": tile.raw, "zeroed_scores": tile.zeroed,
-                   "tile_score": tile.score, "error": tile.error}
+                   "tile_score": tile.score, "error": tile.error, **({VQA_MODEL: facts} if facts else {})}
         if tile.error is not None:
             rationale = f"{tile.error}; the official script skips the image"
         else:
@@ -227,7 +241,21 @@ class DPGBench(Benchmark):
         images = [self._image_outcome(item_id, tiles) for item_id, tiles in self._by_item(records).items()]
         return images, aggregate(images, self.rules)
 
+    def _note_vqa_model(self, records: Sequence[SampleRecord]) -> None:
+        """Put on the card what the judge said of its model, read from the judged tiles' verdicts
+        (cached ones too, so a resumed run has the same card): one description, or a note that the
+        tiles disagree (some judged before the judge recorded it); nothing when none has one."""
+        judged = [r.verdict for r in records if not r.judge_failed and "answers" in r.verdict]
+        described = {hash_value(v.get(VQA_MODEL)) for v in judged}
+        self._protocol = {key: value for key, value in self._protocol.items() if key != VQA_MODEL}
+        if len(described) > 1:
+            self._protocol[VQA_MODEL] = (f"the tiles' verdicts describe {len(described)} different models "
+                                         f"(or some none): judge again with a fresh cache")
+        elif judged and judged[0].get(VQA_MODEL) is not None:
+            self._protocol[VQA_MODEL] = judged[0][VQA_MODEL]
+
     def summarize(self, records: Sequence[SampleRecord]) -> tuple[dict[str, Any], dict[str, int]]:
+        self._note_vqa_model(records)
         _, result = self._aggregate(records)
         counts = {"samples": len(records),
                   "scored": sum(r.score is not None and not r.judge_failed for r in records),

@@ -32,6 +32,11 @@ JUDGE_SIDE_OPTIONS = {"bgcolor": "color_classifier", "crop": "color_classifier",
 #: the official Swin-S shapes), the mmdet reference, and detections the official code saved
 OFFICIAL_DETECTORS = ("geneval-mask2former", "mmdet-mask2former", "precomputed")
 RULE_OPTIONS = ("threshold", "counting_threshold", "max_objects", "max_overlap", "position_threshold")
+#: the official checkpoint's sha256 prefix (OpenMMLab's file name carries it; the full hash is not
+#: published), which ``geneval-mask2former`` checks unless its ``sha256`` parameter says otherwise
+OFFICIAL_CHECKPOINT_SHA256 = "743b7d99"
+#: GenEval's colour classifier: open_clip ViT-L-14 with OpenAI's weights
+OFFICIAL_CLIP = {"model": "ViT-L-14", "pretrained": "openai"}
 
 
 def load_prompt_set(prompts: str, per_tag: int, prompt_seed: int) -> list[dict]:
@@ -128,9 +133,20 @@ class GenEval(Benchmark):
         elif detector.get("params", {}).get("shapes", "swin-s") != "swin-s":
             reasons.append(f"detector {detector.get('name')!r} at shapes {detector['params']['shapes']!r}, "
                            f"not the official Swin-S network")
+        elif detector.get("name") == "geneval-mask2former" and "sha256" in detector.get("params", {}):
+            expected = detector["params"]["sha256"]  # None: the default, the official prefix
+            if expected is not None and not str(expected).lower().startswith(OFFICIAL_CHECKPOINT_SHA256):
+                check = f"sha256 {expected!r}" if expected else "the checkpoint's hash check turned off"
+                reasons.append(f"detector 'geneval-mask2former' with {check}: the checkpoint need not be the "
+                               f"official one (sha256 {OFFICIAL_CHECKPOINT_SHA256}...)")
         colors = judges.get("color_classifier", {})
-        official_clip = colors.get("name") == "open-clip" and colors.get("params", {}).get("model", "ViT-L-14") == "ViT-L-14"
-        if not official_clip and colors.get("name") != "from-detections":
+        params = colors.get("params") or {}
+        clip = {key: params.get(key, value) for key, value in OFFICIAL_CLIP.items()}
+        if colors.get("name") == "open-clip" and clip != OFFICIAL_CLIP:
+            reasons.append(f"colour classifier 'open-clip' is {clip['model']!r} with pretrained={clip['pretrained']!r}, "
+                           f"not CLIP ViT-L-14 with pretrained='openai' (offline, keep 'openai' and put the "
+                           f"weights in open_clip's download cache: a local file cannot be told apart)")
+        elif colors.get("name") not in ("open-clip", "from-detections"):
             reasons.append(f"colour classifier {colors.get('name')!r} is not CLIP ViT-L-14")
         return reasons
 

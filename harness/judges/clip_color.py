@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.judges.base import Detection
 from harness.registry import register
@@ -38,13 +39,6 @@ VERSION = 1
 
 #: the official templates; ``{c}`` is the colour, ``{cls}`` the object class
 TEMPLATES = ("a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks the GPU when there is one; anything else is passed to torch as is."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_crop(image: Image.Image, obj: Detection, bgcolor: str = "#999", crop: bool = True) -> Image.Image:

@@ -20,8 +20,8 @@ from PIL import Image
 
 from benchmarks.dpg.judges import OFFICIAL_VQA_JUDGE
 from benchmarks.dpg.judges.mplug_model import MPlugAnswerer, MPlugFormatError
+from harness.devices import resolve_device
 from harness.errors import HarnessError
-from harness.judges.clip_color import resolve_device
 from harness.registry import register
 
 #: part of the judge's identity in judgement cache keys: bumped whenever an answer could change
@@ -51,6 +51,9 @@ class MPlugJudge:
         except (MPlugFormatError, OSError) as exc:
             raise HarnessError(f"mplug: cannot load {model}: {exc}") from exc
         config = self.answerer.config
+        #: what identifies the loaded model (``MPLUG_LARGE``'s fields): DPG records it in each tile's
+        #: verdict and on the protocol card, and counts the run as official only for mPLUG-large's
+        self.model_facts = config.identifying_facts()
         self.judge_id = (f"{OFFICIAL_VQA_JUDGE}:{Path(model).name}(image_res={config.image_res},"
                          f"beam={config.beam_size},min_length={config.min_length},"
                          f"max_length={config.max_length},float32,v{VERSION})")

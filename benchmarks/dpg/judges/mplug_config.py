@@ -15,6 +15,18 @@ class MPlugFormatError(ValueError):
     """The folder is not a ModelScope mPLUG VQA folder the mPLUG judge can read."""
 
 
+#: what identifies mPLUG-large in a folder's configuration (modelscope's ``MPlugConfig`` defaults and
+#: the large model's ``config_bert.json``: ViT-L/14 at 504 px, 24 layers; BERT-base, 6 text layers,
+#: fusion 6 of 12, 12 decoder layers, 30522 words) and the official beam settings (beam 5, answers of
+#: 1 to 10 tokens). The ``mplug`` judge puts these fields of the folder it loaded on DPG's protocol
+#: card; DPG counts a run as the official setup only when they are these values.
+MPLUG_LARGE: dict[str, Any] = {
+    "clip_name": "ViT-L-14", "image_res": 504, "vision_width": 1024, "vision_layers": 24, "patch_size": 14,
+    "hidden": 768, "text_layers": 6, "fusion_total": 12, "fusion_layers": 6, "decoder_layers": 12,
+    "vocab_size": 30522, "beam_size": 5, "min_length": 1, "max_length": 10,
+}
+
+
 @dataclass(frozen=True)
 class MPlugConfig:
     """What the VQA path needs from ``config.yaml`` and ``config_bert.json`` (defaults: modelscope's)."""
@@ -51,6 +63,10 @@ class MPlugConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def identifying_facts(self) -> dict[str, Any]:
+        """The fields that tell mPLUG-large from another mPLUG (``MPLUG_LARGE``'s keys)."""
+        return {key: getattr(self, key) for key in MPLUG_LARGE}
+
 
 def read_config(folder: Path) -> MPlugConfig:
     import yaml
@@ -80,6 +96,10 @@ def read_config(folder: Path) -> MPlugConfig:
             decoder_layers=int(bert["text_decode_layers"]))
     except KeyError as exc:
         raise MPlugFormatError(f"{folder / bert_name} has no {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:  # e.g. max_length: ten
+        raise MPlugFormatError(f"a value in {folder / 'config.yaml'} or {folder / bert_name} is not a "
+                               f"number: {exc}") from exc
+    _check_beam(config, folder / "config.yaml", folder / bert_name)
     # the official code sizes the position table by name: ViT-B-16 -> 768 wide, /16; else 1024, /14
     width = 768 if "ViT-B-16" in clip_name else 1024
     if config.vision_width != width:
@@ -92,3 +112,24 @@ def read_config(folder: Path) -> MPlugConfig:
     if config.hidden % config.heads:
         raise MPlugFormatError(f"hidden size {config.hidden} is not a multiple of {config.heads} heads")
     return config
+
+
+def _check_beam(config: MPlugConfig, main: Path, bert: Path) -> None:
+    """What the beam search assumes: at least one beam, no more beams than words, answers of
+    ``min_length`` to ``max_length`` tokens (at least one: a search of 0 steps finishes no beam),
+    and a decoder position for each of the ``max_length`` + 1 tokens (the start token first)."""
+    if config.beam_size < 1:
+        raise MPlugFormatError(f"{main}: beam_size {config.beam_size}: the beam search needs at least 1 beam")
+    if config.beam_size > config.vocab_size:
+        raise MPlugFormatError(f"{main}: beam_size {config.beam_size} is more than the {config.vocab_size} "
+                               f"words of {bert.name}'s vocab_size")
+    if config.min_length < 1:
+        raise MPlugFormatError(f"{main}: min_length {config.min_length}: an answer has at least 1 token")
+    if config.max_length < config.min_length:
+        raise MPlugFormatError(f"{main}: max_length {config.max_length} is less than min_length "
+                               f"{config.min_length}: no answer could be finished")
+    if config.max_length + 1 > config.max_positions:
+        raise MPlugFormatError(f"{main}: max_length {config.max_length} needs {config.max_length + 1} decoder "
+                               f"positions; {bert.name}'s max_position_embeddings is {config.max_positions}")
+    if config.stride_layer < 1:
+        raise MPlugFormatError(f"{bert}: stride_layer {config.stride_layer} must be at least 1")

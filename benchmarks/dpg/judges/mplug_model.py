@@ -230,7 +230,11 @@ class MPlugVQA(nn.Module):
                 break
             active, seqs, beam_log_probs = active[keep], seqs[keep], beam_log_probs[keep]
             memory, memory_mask = [(k[keep], v[keep]) for k, v in memory], memory_mask[keep]
-        return [answer for answer in best if answer is not None]
+        unanswered = [question for question, answer in enumerate(best) if answer is None]
+        if unanswered:  # read_config refuses settings that lead here; never return fewer answers
+            raise RuntimeError(f"the beam search (max_length {config.max_length}) finished no beam for "
+                               f"{len(unanswered)} of {questions} question(s), e.g. question {unanswered[0]}")
+        return best  # type: ignore[return-value]
 
     @torch.inference_mode()
     def answer_batch(self, pixels: torch.Tensor, owner: torch.Tensor, ids: torch.Tensor,
@@ -281,4 +285,6 @@ class MPlugAnswerer:
         ids, mask = self.tokenizer(questions)
         found = self.model.answer_batch(pixels, torch.tensor(owner, device=self.device),
                                         ids.to(self.device), mask.to(self.device))
+        if len(found) != len(questions):
+            raise RuntimeError(f"mplug: {len(found)} answers for {len(questions)} questions")
         return [Answer(tokens, score, self.tokenizer.decode(tokens)) for tokens, score in found]

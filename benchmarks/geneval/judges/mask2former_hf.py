@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.judges.base import Detection
-from harness.judges.clip_color import resolve_device
 from harness.registry import register
 
 VERSION = 1

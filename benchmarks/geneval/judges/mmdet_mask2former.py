@@ -13,9 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from harness.devices import resolve_device
 from harness.errors import HarnessError
 from harness.judges.base import Detection
-from harness.judges.clip_color import resolve_device
 from benchmarks.geneval.judges.mask2former_hf import load_geneval_class_names
 from harness.registry import register
 
