@@ -137,6 +137,14 @@ def test_a_checkpoint_missing_a_tensor_or_with_another_shape_is_refused(tmp_path
     torch.save(state, folder / "pytorch_model.bin")
     with pytest.raises(MPlugFormatError, match="shapes differ"):
         MPlugAnswerer(folder)
+    data = (folder / "pytorch_model.bin").read_bytes()
+    (folder / "pytorch_model.bin").write_bytes(data[:len(data) // 2])  # a download cut short
+    registry.load_plugins()
+    with pytest.raises(HarnessError, match=r"pytorch_model.bin: cannot be read as a checkpoint"):
+        registry.get("vqa", "mplug")(model=str(folder), device="cpu")
+    torch.save({"weights": Path("not a tensor")}, folder / "pytorch_model.bin")  # unpickling would run code
+    with pytest.raises(HarnessError, match=r"pytorch_model.bin: cannot be read as a checkpoint \(UnpicklingError"):
+        registry.get("vqa", "mplug")(model=str(folder), device="cpu")
 
 
 def test_decode_drops_special_tokens_and_joins_word_pieces(tmp_path):

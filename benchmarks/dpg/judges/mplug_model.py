@@ -85,7 +85,13 @@ class MPlugVQA(nn.Module):
     def official_state(path: Path) -> dict[str, torch.Tensor]:
         """The checkpoint as the official loader reads it: a ``model`` or ``module`` entry if there
         is one, and every ``model.`` removed from the names."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as exc:  # a truncated download, a corrupt file, a pickle that runs code
+            raise MPlugFormatError(f"{path}: cannot be read as a checkpoint ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
         if isinstance(state, dict) and "model" in state:
             state = state["model"]
         if isinstance(state, dict) and "module" in state:
