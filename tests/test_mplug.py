@@ -268,17 +268,11 @@ def test_config_yaml_beam_settings_the_search_cannot_use_are_refused(tmp_path, c
         registry.get("vqa", "mplug")(model=str(folder), device="cpu")
 
 
-def test_a_beam_search_that_finishes_no_beam_raises_instead_of_dropping_answers(official):
+def test_a_beam_search_that_finishes_no_beam_raises_instead_of_dropping_answers(tmp_path, one_torch_thread):
     import dataclasses
 
-    fixture, answerer, _ = official
-    if fixture["generator"]["shapes"] != "tiny":
-        pytest.skip("the tiny shapes are enough")
-    images, questions = _pairs(fixture)
-    config = answerer.model.config
-    answerer.model.config = dataclasses.replace(config, max_length=0)  # what read_config now refuses
-    try:
-        with pytest.raises(RuntimeError, match="finished no beam for 2 of 2 question"):
-            answerer.answer(images[:2], questions[:2])
-    finally:
-        answerer.model.config = config
+    answerer = MPlugAnswerer(mplug_random.write_random_mplug(tmp_path / "m", "tiny", 1))
+    images = maker.fixture_images()[:2]
+    answerer.model.config = dataclasses.replace(answerer.model.config, max_length=0)  # what read_config refuses
+    with pytest.raises(RuntimeError, match="finished no beam for 2 of 2 question"):
+        answerer.answer(images, ["what colour is it?", "how many shapes?"])
