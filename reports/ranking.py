@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 from harness.schema import SampleRecord
 from reports import stats
 from reports.compare import Section, build_sections
+from reports.items import run_items
 from reports.run_report import RunView
 
 
@@ -163,20 +164,14 @@ def _items(run: RunView) -> dict[str, list[SampleRecord]]:
     return by_item
 
 
-def _item_score(records: Sequence[SampleRecord]) -> float | None:
-    """The mean of an item's sample scores (pass = 1, wrong = 0 where there is no score)."""
-    values = [r.score if r.score is not None else float(r.correct) for r in records
-              if not r.judge_failed and (r.score is not None or r.correct is not None)]
-    return sum(values) / len(values) if values else None
-
-
 def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_group: int = 2,
                  prefer: tuple[str, str] | None = None) -> str:
     """HTML: a few items of each group, every model's images of the item in its own column
     (green border: the judge passed it, red: failed); empty for text-answer benchmarks.
 
     With ``prefer=(a, b)``, each group shows first the items where model ``a`` scores most above
-    model ``b`` (where ``a`` beats ``b``), then the rest in item order."""
+    model ``b`` (by the benchmark's own per-item values, those of the paired tests), then the rest
+    in item order."""
     views = {label: RunView.load(runs[label]) for label in labels if label in runs}
     if not views:
         return ""
@@ -184,14 +179,15 @@ def side_by_side(runs: Mapping[str, Path], labels: Sequence[str], items_per_grou
     if any(record.output_text is not None for record in first.records):
         return ""
     items = {label: _items(view) for label, view in views.items()}
+    values = ([run_items(runs[label]).values for label in prefer]
+              if prefer is not None and all(label in views for label in prefer) else None)
     candidates: dict[str, list[tuple[float, int, str]]] = {}
     for order, (item_id, records) in enumerate(items[next(iter(items))].items()):
         if all(r.score is None and r.correct is None for r in records):
             continue  # not scored (e.g. DPG's official quirk skips it): show items that count
         gain = 0.0
-        if prefer is not None and all(label in items for label in prefer):
-            a, b = (_item_score(items[label].get(item_id, [])) for label in prefer)
-            gain = a - b if a is not None and b is not None else 0.0
+        if values is not None and item_id in values[0] and item_id in values[1]:
+            gain = values[0][item_id][1] - values[1][item_id][1]
         candidates.setdefault(records[0].group, []).append((-gain, order, item_id))
     chosen = {group: [item_id for _, _, item_id in sorted(entries)[:items_per_group]]
               for group, entries in candidates.items()}

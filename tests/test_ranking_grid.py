@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from harness.schema import SampleRecord
 from reports import ranking
@@ -36,7 +37,12 @@ def test_the_grid_shows_first_the_items_where_the_candidate_beats_the_baseline(t
         "b": _view(runs["b"], {"x/1": [True, False], "x/2": [False, False], "x/3": [False, False],
                                "x/4": [False, False], "y/1": [True, True], "y/2": [True, True]}),
     }
+    # the benchmark's per-item values (what the paired tests use), written out by hand: the pass rates
+    values = {"a": {"x/1": 0.5, "x/2": 0.0, "x/3": 1.0, "x/4": 0.5, "y/1": 0.0, "y/2": 1.0},
+              "b": {"x/1": 0.5, "x/2": 0.0, "x/3": 0.0, "x/4": 0.0, "y/1": 1.0, "y/2": 1.0}}
     monkeypatch.setattr(ranking.RunView, "load", classmethod(lambda cls, folder: views[folder.name]))
+    monkeypatch.setattr(ranking, "run_items", lambda folder: SimpleNamespace(
+        values={item: (item.split("/")[0], value) for item, value in values[Path(folder).name].items()}))
     assert _shown(ranking.side_by_side(runs, ["a", "b"])) == ["x/1", "x/2", "y/1", "y/2"]  # item order
     assert _shown(ranking.side_by_side(runs, ["a", "b"], prefer=("a", "b"))) == ["x/3", "x/4", "y/2", "y/1"]
     assert _shown(ranking.side_by_side(runs, ["a", "b"], prefer=("b", "a"))) == ["x/1", "x/2", "y/1", "y/2"]
